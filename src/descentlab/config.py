@@ -1,0 +1,21 @@
+"""OmegaConf resolvers used by the configs, and config helpers shared by train and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _num_classes(classes, default: int) -> int:
+    """``${n_classes:${data.classes},10}``: the subset's size, else the dataset's count."""
+    return len(classes) if classes is not None else int(default)
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
+
+
+register_resolvers()

@@ -1,0 +1,25 @@
+"""Errors a user can cause and fix. Each is shown as one line (see ``train.py``)."""
+
+
+class DescentlabError(Exception):
+    """Base class: shown to the user as one line and a non-zero exit, no traceback."""
+
+
+class ConfigError(DescentlabError):
+    """A config value is out of range or names something that does not exist."""
+
+    def __init__(self, key: str, value, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is invalid: {allowed}")
+
+
+class DataNotFoundError(DescentlabError):
+    """A dataset is not on disk and downloading was not asked for."""
+
+
+class DivergenceError(DescentlabError):
+    """The loss became NaN or infinite."""
+
+
+class CheckpointError(DescentlabError):
+    """A checkpoint is missing, corrupt, truncated or unsafe to load."""

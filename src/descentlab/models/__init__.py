@@ -1,0 +1,1 @@
+"""Networks (``mlp``, ``backbone``) and the LightningModule that trains them (``classifier``)."""

@@ -1,0 +1,136 @@
+"""The LightningModule: a network, its loss, the weight-decay penalty, metrics, optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+STAGES = ("train", "val", "test")
+
+
+def l2_penalty(module: nn.Module) -> Tensor:
+    """‖w‖² summed over weight matrices and kernels (``ndim >= 2``).
+
+    Biases and normalization scales/shifts (1-D) are left out: penalizing them does
+    not reduce the model's capacity to fit, it only shifts its outputs.
+    """
+    squares = [p.pow(2).sum() for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+    if not squares:
+        return torch.zeros(())
+    return torch.stack(squares).sum()
+
+
+class Classifier(L.LightningModule):
+    """Trains ``net`` to minimize cross-entropy, plus ``λ‖w‖²`` when ``weight_decay > 0``.
+
+    The training objective is the lecture's regularized loss
+
+        L(w) = (1/|S|) Σ_{i∈S} ℓ(y_i, f_w(x_i)) + λ ‖w‖²
+
+    where ℓ is cross-entropy on the logits ``f_w(x)``. ``train/loss`` logs the data term
+    and ``train/penalty`` the λ‖w‖² term, each averaged over the epoch.
+
+    Args:
+        net: the network; outputs logits.
+        optimizer: a factory ``params -> torch.optim.Optimizer`` (Hydra ``_partial_``).
+        init: an initializer applied to ``net`` here, so that the module is ready to
+            train as soon as Hydra has built it (``None`` keeps PyTorch's own init).
+        weight_decay: λ of the coupled L2 penalty added to the loss.
+        scheduler: optional factory ``optimizer -> LRScheduler`` stepped each epoch.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        init: Callable[[nn.Module], None] | None = None,
+        weight_decay: float = 0.0,
+        scheduler: Callable | None = None,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.weight_decay = float(weight_decay)
+        if init is not None:
+            init(net)
+        num_classes = num_classes or getattr(net, "num_classes", None)
+        if num_classes is None:
+            raise ValueError("Classifier needs num_classes (or a net with .num_classes)")
+        self.num_classes = int(num_classes)
+        self.loss_fn = self._make_loss(net)
+        # One metric object per stage: torchmetrics accumulates on the device and syncs
+        # across ranks once per epoch, so the training loop never waits on the host.
+        for stage in STAGES:
+            setattr(self, f"{stage}_loss", MeanMetric())
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(self.num_classes, average="micro"))
+        self.penalty = MeanMetric()
+        self._last_val_loss: tuple[int, Tensor] | None = None
+        self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
+
+    @staticmethod
+    def _make_loss(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+        if getattr(net, "ops", "native") == "optable":
+            from descentlab.autograd.layers import op_cross_entropy
+
+            return op_cross_entropy
+        return nn.functional.cross_entropy
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, stage: str, batch) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        mean_loss.update(loss.detach(), weight=len(y))
+        accuracy.update(logits.detach(), y)
+        on_prog_bar = stage != "test"
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=on_prog_bar)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=on_prog_bar)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        loss = self._step("train", batch)
+        if self.weight_decay > 0:
+            penalty = self.weight_decay * l2_penalty(self.net)
+            self.penalty.update(penalty.detach())
+            self.log("train/penalty", self.penalty, on_step=False, on_epoch=True)
+            loss = loss + penalty
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step("test", batch)
+
+    def predict_step(self, batch, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return nn.Softmax(dim=-1)(self(x))
+
+    # -- the generalization gap -------------------------------------------------------
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._last_val_loss = (self.current_epoch, self.val_loss.compute())
+
+    def on_train_epoch_end(self) -> None:
+        # val/loss − train/loss for the epoch just finished (validation runs inside it).
+        if self._last_val_loss is not None and self._last_val_loss[0] == self.current_epoch:
+            gap = self._last_val_loss[1] - self.train_loss.compute()
+            self.log("gap/loss", gap, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

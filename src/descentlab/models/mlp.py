@@ -1,0 +1,84 @@
+"""The lecture's multilayer perceptron, built with ``nn.Sequential``.
+
+With one hidden layer and sigmoid activations it is exactly the lecture's network
+
+    u = σ(W x),   v = σ(W' u)
+
+except that the last layer outputs logits (no σ): the loss applies log-softmax, and
+``predict_step`` applies ``nn.Softmax`` to turn logits into class probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import nn
+
+from descentlab.errors import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+}
+
+
+class MLP(nn.Sequential):
+    """``Flatten → [Linear → activation → (Dropout)] × len(hidden_dims) → Linear``.
+
+    Args:
+        input_shape: shape of one input sample, e.g. ``(1, 8, 8)``; flattened first.
+        num_classes: output width (logits).
+        hidden_dims: widths of the hidden layers, e.g. ``[128, 64]``; ``[]`` gives
+            multinomial logistic regression.
+        activation: ``relu``, ``sigmoid``, ``tanh`` or ``identity``.
+        dropout: rate ``p`` of dropout after each hidden activation (0 disables it).
+        ops: ``native`` (torch.nn layers) or ``optable`` (the lecture's op table, see
+            ``descentlab.autograd``); both have the same parameters and initialization.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden_dims: Sequence[int] = (128,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        ops: str = "native",
+    ):
+        if activation not in ACTIVATIONS:
+            raise ConfigError("model.net.activation", activation, f"one of {sorted(ACTIVATIONS)}")
+        if ops not in ("native", "optable"):
+            raise ConfigError("model.net.ops", ops, "one of ['native', 'optable']")
+        dims = [math.prod(input_shape), *hidden_dims, num_classes]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(self._linear(n_in, n_out, ops))
+            if i < len(dims) - 2:  # hidden layer: activation, then dropout
+                layers.append(self._activation(activation, ops))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.hidden_dims = list(hidden_dims)
+        self.activation = activation
+        self.ops = ops
+
+    @staticmethod
+    def _linear(n_in: int, n_out: int, ops: str) -> nn.Module:
+        if ops == "optable":
+            from descentlab.autograd.layers import OpLinear
+
+            return OpLinear(n_in, n_out)
+        return nn.Linear(n_in, n_out)
+
+    @staticmethod
+    def _activation(name: str, ops: str) -> nn.Module:
+        if ops == "optable":
+            from descentlab.autograd.layers import OP_ACTIVATIONS
+
+            return OP_ACTIVATIONS[name]()
+        return ACTIVATIONS[name]()

@@ -1,0 +1,20 @@
+"""Train a model: ``python train.py [+experiment=NAME] [group=option ...] [key=value ...]``.
+
+A thin Hydra entry point; the work happens in ``descentlab.train.run``.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+import descentlab.config  # noqa: F401  (registers the resolvers the configs use)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from descentlab.train import main as run_main
+
+    return run_main(cfg)
+
+
+if __name__ == "__main__":
+    main()
