@@ -15,7 +15,9 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
-        candidates = sorted(Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime)
+        candidates = sorted(
+            Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime
+        )
         own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         candidates = [c for c in candidates if c.resolve() != own.resolve()] or candidates
         if not candidates:

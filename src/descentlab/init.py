@@ -132,7 +132,13 @@ class Initializer:
             raise ConfigError("init.name", name, f"one of {['default', *sorted(SCHEMES)]}")
         if nonlinearity not in GAINS:
             raise ConfigError("init.nonlinearity", nonlinearity, f"one of {sorted(GAINS)}")
-        self.name, self.gain, self.nonlinearity, self.std, self.value = name, gain, nonlinearity, std, value
+        self.name, self.gain, self.nonlinearity, self.std, self.value = (
+            name,
+            gain,
+            nonlinearity,
+            std,
+            value,
+        )
 
     def init_weight(self, w: Tensor) -> Tensor:
         if self.name in ("xavier_normal", "xavier_uniform", "orthogonal"):

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers)."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        instantiate(node)
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def _scalar(value: Any) -> Any:
@@ -72,11 +77,24 @@ def print_table(metrics: dict[str, Any], where: Path) -> None:
     console.print(f"metrics written to {where}")
 
 
+def finish_loggers(loggers: list[Any]) -> None:
+    """Close W&B runs so that each run of a multirun is its own W&B run, flushed to disk."""
+    for logger in loggers:
+        if (
+            type(logger).__name__ == "WandbLogger"
+            and getattr(logger, "_experiment", None) is not None
+        ):
+            logger.experiment.finish()
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test the configured model; return (and write) the final metrics."""
     from descentlab.validate import validate
 
     validate(cfg)
+    # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
@@ -87,11 +105,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(
+            {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+        )
 
     from descentlab.checkpoints import resolve_ckpt_path
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), cfg), weights_only=True)
+    trainer.fit(
+        model,
+        datamodule=datamodule,
+        ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), cfg),
+        weights_only=True,
+    )
     metrics: dict[str, Any] = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
 
     ckpt = trainer.checkpoint_callback
@@ -102,11 +127,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("test", True) and not trainer.interrupted:
         # Test the best checkpoint's weights, unless a callback already restored them.
         restored = any(getattr(cb, "restored_best", False) for cb in trainer.callbacks)
-        test_ckpt = best_path if (best_path and not restored and not cfg.trainer.get("fast_dev_run")) else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True)
+        test_ckpt = (
+            best_path
+            if (best_path and not restored and not cfg.trainer.get("fast_dev_run"))
+            else None
+        )
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
+        )
         metrics.update({k: _scalar(v) for k, v in (results[0] if results else {}).items()})
     metrics["ckpt_path"] = best_path or None
 
+    finish_loggers(loggers)
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
@@ -129,7 +161,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra task: run, and turn user errors into one line and exit code 1."""
     try:
         metrics = run(cfg)
-    except Exception as err:  # noqa: BLE001 - re-raised unless it is the user's error
+    except Exception as err:
         user_error = _user_error(err)
         if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

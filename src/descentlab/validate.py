@@ -20,7 +20,9 @@ def validate(cfg: DictConfig) -> None:
     if classes is not None:
         n = data.get("num_classes_total", 10)
         if len(classes) == 0 or any(not isinstance(c, int) or not 0 <= c < n for c in classes):
-            raise ConfigError("data.classes", list(classes), f"a non-empty list of class ids in 0..{n - 1}")
+            raise ConfigError(
+                "data.classes", list(classes), f"a non-empty list of class ids in 0..{n - 1}"
+            )
     net = cfg.model.get("net", {})
     for width in net.get("hidden_dims", []) or []:
         if not isinstance(width, int) or width <= 0:
@@ -44,4 +46,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("model.weight_decay", weight_decay, "a number >= 0")
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None and max_epochs != -1 and max_epochs <= 0:
-        raise ConfigError("trainer.max_epochs", max_epochs, "a positive integer (or -1 for no limit)")
+        raise ConfigError(
+            "trainer.max_epochs", max_epochs, "a positive integer (or -1 for no limit)"
+        )

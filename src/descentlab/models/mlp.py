@@ -10,6 +10,7 @@ except that the last layer outputs logits (no σ): the loss applies log-softmax,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -54,7 +55,7 @@ class MLP(nn.Sequential):
             raise ConfigError("model.net.ops", ops, "one of ['native', 'optable']")
         dims = [math.prod(input_shape), *hidden_dims, num_classes]
         layers: list[nn.Module] = [nn.Flatten()]
-        for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(dims)):
             layers.append(self._linear(n_in, n_out, ops))
             if i < len(dims) - 2:  # hidden layer: activation, then dropout
                 layers.append(self._activation(activation, ops))
