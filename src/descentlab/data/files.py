@@ -1,0 +1,84 @@
+"""Write small datasets in torchvision's own on-disk formats.
+
+Used where the real files cannot be downloaded (tests, benchmarks on offline machines):
+torchvision's real dataset classes then read these files exactly as they read the
+originals. The images are random unless given; the labels cycle through the classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+MNIST_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _labels(n: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    return labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX format (LeCun): magic 0x0000 08 <ndim>, big-endian int32 sizes, raw uint8 data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def write_mnist_like(
+    root: str | Path, name: str = "MNIST", n_train: int = 600, n_test: int = 100, seed: int = 0
+) -> Path:
+    """Write ``root/<name>/raw/*-idx?-ubyte`` as torchvision's MNIST/FashionMNIST read them."""
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / name / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for train, n in ((True, n_train), (False, n_test)):
+        images_file, labels_file = MNIST_FILES[train]
+        labels = _labels(n, 10, rng)
+        # Class-dependent images so that a model can learn something from them.
+        images = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8)
+        for c in range(10):
+            images[labels == c, 2 * c : 2 * c + 6, 4:24] = 255
+        write_idx(raw / images_file, images)
+        write_idx(raw / labels_file, labels)
+    return raw
+
+
+def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict[str, str]:
+    """Write ``root/cifar-10-batches-py`` (pickled batches); return ``{file: md5}``.
+
+    torchvision checks each file's MD5 against the official ones; a caller using these
+    files must register the returned checksums (``CIFAR10.train_list``/``test_list``).
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_batch = max(1, n_train // 5)
+    batches = {f"data_batch_{i}": per_batch for i in range(1, 6)} | {"test_batch": n_test}
+    for name, n in batches.items():
+        labels = _labels(n, 10, rng)
+        images = rng.integers(0, 64, size=(n, 3, 32, 32), dtype=np.uint8)
+        for c in range(10):
+            images[labels == c, c % 3, 3 * c : 3 * c + 4, :] = 255
+        entry = {"data": images.reshape(n, -1), "labels": labels.tolist(), "batch_label": name}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def register_cifar10_checksums(checksums: dict[str, str]) -> None:
+    """Make torchvision's CIFAR10 accept files written by :func:`write_cifar10`."""
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10.train_list = [[f"data_batch_{i}", checksums[f"data_batch_{i}"]] for i in range(1, 6)]
+    CIFAR10.test_list = [["test_batch", checksums["test_batch"]]]
+    CIFAR10.meta = {**CIFAR10.meta, "md5": checksums["batches.meta"]}
