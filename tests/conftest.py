@@ -47,8 +47,10 @@ def compose_config(overrides: list[str], tmp_path: Path, quiet: bool = True) -> 
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    def make(*overrides: str, quiet: bool = True) -> DictConfig:
-        return compose_config(list(overrides), tmp_path, quiet=quiet)
+    def make(*overrides: str, quiet: bool = True, subdir: str | None = None) -> DictConfig:
+        return compose_config(
+            list(overrides), tmp_path / subdir if subdir else tmp_path, quiet=quiet
+        )
 
     return make
 

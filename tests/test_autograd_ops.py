@@ -16,7 +16,11 @@ from descentlab.autograd.worked_example import grads_by_hand, loss_by_hand, loss
 
 def leaf(*shape, positive=False, device="cpu"):
     g = torch.Generator(device="cpu").manual_seed(hash(shape) % 2**31)
-    t = torch.rand(*shape, generator=g, dtype=torch.float64) + 0.5 if positive else torch.randn(*shape, generator=g, dtype=torch.float64)
+    t = (
+        torch.rand(*shape, generator=g, dtype=torch.float64) + 0.5
+        if positive
+        else torch.randn(*shape, generator=g, dtype=torch.float64)
+    )
     return t.to(device).requires_grad_(True)
 
 
@@ -40,7 +44,11 @@ def cases(device="cpu"):
         ("sum-dim", lambda a: ops.sum(a, 1), (L(3, 4),)),
         ("log_softmax", ops.log_softmax, (L(5, 7),)),
         ("tanh-composed", ops.tanh, (L(4, 4),)),
-        ("cross_entropy", lambda z: op_cross_entropy(z, torch.tensor([0, 2, 1, 2], device=device)), (L(4, 3),)),
+        (
+            "cross_entropy",
+            lambda z: op_cross_entropy(z, torch.tensor([0, 2, 1, 2], device=device)),
+            (L(4, 3),),
+        ),
     ]
 
 
@@ -123,13 +131,18 @@ def test_pow_exponent_gradient_is_zero_where_the_base_is_not_positive():
     assert base.grad.tolist() == [-4.0, 0.0, 4.0]
 
 
-@pytest.mark.parametrize("w,b,x,y,lam", [(0.5, -0.3, 1.7, 1.0, 0.1), (-1.2, 2.0, -0.4, 0.0, 0.0), (3.0, 0.1, 0.9, 0.3, 1.5)])
+@pytest.mark.parametrize(
+    "w,b,x,y,lam",
+    [(0.5, -0.3, 1.7, 1.0, 0.1), (-1.2, 2.0, -0.4, 0.0, 0.0), (3.0, 0.1, 0.9, 0.3, 1.5)],
+)
 def test_worked_example_hand_ops_and_autograd_agree(w, b, x, y, lam):
     hand = grads_by_hand(w, b, x, y, lam)
     # the op table
     wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
-    loss = loss_with_ops(wt, bt, torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), lam)
+    loss = loss_with_ops(
+        wt, bt, torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), lam
+    )
     loss.backward()
     assert loss.item() == pytest.approx(loss_by_hand(w, b, x, y, lam), abs=1e-12)
     assert (wt.grad.item(), bt.grad.item()) == pytest.approx(hand, abs=1e-12)

@@ -67,7 +67,9 @@ class AddOp(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _grad_for(ctx, 0, grad * 1, ctx.shapes[0]), _grad_for(ctx, 1, grad * 1, ctx.shapes[1])
+        return _grad_for(ctx, 0, grad * 1, ctx.shapes[0]), _grad_for(
+            ctx, 1, grad * 1, ctx.shapes[1]
+        )
 
 
 class MulOp(Function):
@@ -79,14 +81,21 @@ class MulOp(Function):
         ref = self if isinstance(self, Tensor) else other
         # a Python number becomes a tensor of the other operand's dtype (no float32 rounding)
         ctx.save_for_backward(
-            *(t if isinstance(t, Tensor) else torch.as_tensor(t, dtype=ref.dtype, device=ref.device) for t in (self, other))
+            *(
+                t
+                if isinstance(t, Tensor)
+                else torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+                for t in (self, other)
+            )
         )
         return self * other
 
     @staticmethod
     def backward(ctx, grad):
         self, other = ctx.saved_tensors
-        return _grad_for(ctx, 0, grad * other, ctx.shapes[0]), _grad_for(ctx, 1, grad * self, ctx.shapes[1])
+        return _grad_for(ctx, 0, grad * other, ctx.shapes[0]), _grad_for(
+            ctx, 1, grad * self, ctx.shapes[1]
+        )
 
 
 class PowOp(Function):
@@ -101,7 +110,11 @@ class PowOp(Function):
         ctx.shapes = (_shape(self), _shape(other))
         out = self**other
         ctx.save_for_backward(
-            self, other if isinstance(other, Tensor) else torch.as_tensor(other, dtype=self.dtype, device=self.device), out
+            self,
+            other
+            if isinstance(other, Tensor)
+            else torch.as_tensor(other, dtype=self.dtype, device=self.device),
+            out,
         )
         return out
 

@@ -52,7 +52,8 @@ class VerifyOps(L.Callback):
         net.train(was_training)
         abs_err = max((a - b).abs().max() for a, b in zip(g_op, g_native, strict=True))
         rel_err = max(
-            (a - b).abs().max() / b.abs().max().clamp_min(1e-12) for a, b in zip(g_op, g_native, strict=True)
+            (a - b).abs().max() / b.abs().max().clamp_min(1e-12)
+            for a, b in zip(g_op, g_native, strict=True)
         )
         self.checks += 1
         self.last = {"max_abs_err": float(abs_err), "max_rel_err": float(rel_err)}
@@ -63,6 +64,15 @@ class VerifyOps(L.Callback):
                 f"op-table gradients differ from native autograd at step {trainer.global_step} "
                 f"on rank {trainer.global_rank}: max abs err {float(abs_err):.3g}, max rel err "
                 f"{float(rel_err):.3g} (tolerance atol={self.atol}, rtol={self.rtol})"
+            )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # One line per rank, so that a multi-process run shows every rank was checked.
+        if self.checks:
+            print(
+                f"verify_ops: rank {trainer.global_rank} passed {self.checks} checks, last max abs err "
+                f"{self.last['max_abs_err']:.3g}, max rel err {self.last['max_rel_err']:.3g}",
+                flush=True,
             )
 
     def state_dict(self) -> dict:

@@ -52,7 +52,9 @@ def write_mnist_like(
     return raw
 
 
-def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict[str, str]:
+def write_cifar10(
+    root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0
+) -> dict[str, str]:
     """Write ``root/cifar-10-batches-py`` (pickled batches); return ``{file: md5}``.
 
     torchvision checks each file's MD5 against the official ones; a caller using these
@@ -70,7 +72,18 @@ def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed:
             images[labels == c, c % 3, 3 * c : 3 * c + 4, :] = 255
         entry = {"data": images.reshape(n, -1), "labels": labels.tolist(), "batch_label": name}
         (folder / name).write_bytes(pickle.dumps(entry))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 

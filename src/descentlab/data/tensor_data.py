@@ -157,7 +157,9 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        splits = {name: select_classes(x, y, self.classes) for name, (x, y) in self.load_splits().items()}
+        splits = {
+            name: select_classes(x, y, self.classes) for name, (x, y) in self.load_splits().items()
+        }
         if self.train_fraction < 1.0:
             x, y = splits["train"]
             keep = max(1, round(self.train_fraction * len(x)))

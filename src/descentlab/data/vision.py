@@ -27,7 +27,9 @@ class TorchvisionDataModule(TensorDataModule):
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
-    def __init__(self, data_dir: str = "data", download: bool = False, val_size: int = 5000, **kwargs):
+    def __init__(
+        self, data_dir: str = "data", download: bool = False, val_size: int = 5000, **kwargs
+    ):
         super().__init__(**kwargs)
         self.data_dir = str(data_dir)
         self.download = download
@@ -73,7 +75,11 @@ class TorchvisionDataModule(TensorDataModule):
         val_size = min(self.val_size, len(x) // 5)
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
         train_idx, val_idx = order[val_size:], order[:val_size]
-        return {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]), "test": test}
+        return {
+            "train": (x[train_idx], y[train_idx]),
+            "val": (x[val_idx], y[val_idx]),
+            "test": test,
+        }
 
 
 class MNISTDataModule(TorchvisionDataModule):
