@@ -1,0 +1,41 @@
+"""Momentum: an exponential moving average of gradients, v_t ← μ v_{t−1} + (1−μ) g_t."""
+
+from __future__ import annotations
+
+import torch
+
+from descentlab.optim.base import LectureOptimizer, check_hyperparameters
+
+
+class Momentum(LectureOptimizer):
+    r"""Gradient descent with momentum, as the lecture writes it ("keeps memory"):
+
+    .. math::
+        v_t \leftarrow \mu\, v_{t-1} + (1-\mu)\, g_t,\qquad
+        w_{t+1} \leftarrow w_t - \eta\, v_t,\qquad v_0 = 0.
+
+    v_t averages recent gradients: components that flip sign between steps (the
+    oscillation across a narrow valley) cancel, components that agree (along the
+    valley floor) add up.
+
+    Relation to ``torch.optim.SGD(momentum=μ, dampening=μ)``: torch's buffer follows the
+    same recursion b_t = μ b_{t−1} + (1−μ) g_t but starts at b_1 = g_1 instead of
+    (1−μ) g_1, so for the same gradients b_t = v_t + μ^t g_1: the first gradient gets
+    extra weight that decays geometrically. Seeding torch's buffer with zeros makes the
+    two identical (the tests check both statements).
+
+    Args:
+        lr: η.  mu: μ ∈ [0, 1).  weight_decay: λ, coupled L2.
+    """
+
+    def __init__(self, params, lr: float = 0.1, mu: float = 0.9, weight_decay: float = 0.0):
+        check_hyperparameters(lr, weight_decay, mu=mu)
+        super().__init__(params, {"lr": lr, "mu": mu, "weight_decay": weight_decay})
+
+    def update(self, p, g, state, group) -> None:
+        mu = group["mu"]
+        if "v" not in state:
+            state["v"] = torch.zeros_like(p)  # v_0 = 0
+        v = state["v"]
+        v.mul_(mu).add_(g, alpha=1 - mu)
+        p.add_(v, alpha=-group["lr"])

@@ -1,0 +1,29 @@
+"""Gradient descent: w ← w − η ∇L(w)."""
+
+from __future__ import annotations
+
+from descentlab.optim.base import LectureOptimizer, check_hyperparameters
+
+
+class SGD(LectureOptimizer):
+    r"""Stochastic gradient descent, the lecture's update
+
+    .. math::  w_{t+1} \leftarrow w_t - \eta\, g_t,\qquad g_t = \nabla \tilde{\mathcal L}(w_t) + \lambda w_t
+
+    where :math:`\tilde{\mathcal L}(w) = \frac{1}{|S|}\sum_{i\in S}\ell(y_i, \hat y_i)` is the
+    minibatch estimate of the full loss. With ``data.batch_size=full`` the sample S is
+    the whole training set and this is (full-batch) gradient descent.
+
+    Args:
+        lr: η, the learning rate.
+        weight_decay: λ, coupled L2 (adds λw to the gradient).
+
+    Equals ``torch.optim.SGD(lr=η, weight_decay=λ)`` (momentum 0).
+    """
+
+    def __init__(self, params, lr: float = 0.1, weight_decay: float = 0.0):
+        check_hyperparameters(lr, weight_decay)
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+
+    def update(self, p, g, state, group) -> None:
+        p.add_(g, alpha=-group["lr"])
