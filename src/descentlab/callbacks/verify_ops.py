@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 
+from descentlab.callbacks.diagnostics import log_now
 from descentlab.errors import DescentlabError
 
 
@@ -59,6 +60,7 @@ class VerifyOps(L.Callback):
         self.last = {"max_abs_err": float(abs_err), "max_rel_err": float(rel_err)}
         pl_module.log("verify/max_abs_err", abs_err, on_step=True, on_epoch=False)
         pl_module.log("verify/max_rel_err", rel_err, on_step=True, on_epoch=False)
+        log_now(trainer, {f"verify/{k}": v for k, v in self.last.items()})
         if abs_err > self.atol and rel_err > self.rtol:
             raise OpVerificationError(
                 f"op-table gradients differ from native autograd at step {trainer.global_step} "
