@@ -55,6 +55,14 @@ def best_epoch_of(trainer: L.Trainer) -> int | None:
     return None
 
 
+def save_atomically(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,19 +132,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics["best_epoch"] = best_epoch_of(trainer)
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
+    # After fit the model holds the best epoch's weights when early stopping restored them;
+    # otherwise test the best checkpoint.
+    holds_best = any(getattr(cb, "best_weights", None) is not None for cb in trainer.callbacks)
+    test_ckpt = (
+        best_path
+        if (best_path and not holds_best and not cfg.trainer.get("fast_dev_run"))
+        else None
+    )
+    if test_ckpt:
+        model.load_state_dict(
+            torch.load(test_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        )
+    model_path = Path(cfg.paths.output_dir) / "model.pt"
+    if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        save_atomically(model.net.state_dict(), model_path)  # the final (best) network
     if cfg.get("test", True) and not trainer.interrupted:
-        # Test the best checkpoint's weights, unless a callback already restored them.
-        restored = any(getattr(cb, "restored_best", False) for cb in trainer.callbacks)
-        test_ckpt = (
-            best_path
-            if (best_path and not restored and not cfg.trainer.get("fast_dev_run"))
-            else None
-        )
-        results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
-        )
+        results = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: _scalar(v) for k, v in (results[0] if results else {}).items()})
     metrics["ckpt_path"] = best_path or None
+    metrics["model_path"] = str(model_path) if model_path.exists() else None
 
     finish_loggers(loggers)
     output_dir = Path(cfg.paths.output_dir)

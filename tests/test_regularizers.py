@@ -1,0 +1,143 @@
+"""Regularizers, augmentation and early stopping that restores the best weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from conftest import read_metrics
+from descentlab.data.augment import RandomHorizontalFlipBatch, augmentation, batch_affine
+from descentlab.models.classifier import l2_penalty
+from descentlab.train import run
+
+
+def test_penalty_is_lambda_times_squared_weights_not_biases(make_cfg):
+    model = instantiate(make_cfg("regularizer=weight_decay").model)
+    assert model.weight_decay == pytest.approx(1e-3)
+    expected = sum((m.weight**2).sum() for m in model.net if isinstance(m, torch.nn.Linear))
+    assert torch.allclose(l2_penalty(model.net), expected)
+    batch = (torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    total = model.training_step(batch, 0)
+    data_loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+    assert torch.allclose(total, data_loss + 1e-3 * expected)
+
+
+def test_weight_decay_logs_penalty_and_shrinks_weights(make_cfg, tmp_path):
+    plain = run(make_cfg("trainer.max_epochs=5", "callbacks.early_stopping=null", subdir="plain"))
+    decayed = run(make_cfg("regularizer=weight_decay", "model.weight_decay=0.01", "trainer.max_epochs=5",
+                           "callbacks.early_stopping=null", subdir="decayed"))  # fmt: skip
+    assert "train/penalty" in decayed and "train/penalty" not in plain
+
+    def norm(sub):
+        state = torch.load(tmp_path / sub / "model.pt", weights_only=True)
+        return sum((v**2).sum() for k, v in state.items() if k.endswith("weight"))
+
+    assert norm("decayed") < 0.8 * norm("plain")
+
+
+def test_dropout_is_active_in_training_and_off_in_eval(make_cfg):
+    model = instantiate(make_cfg("regularizer=dropout").model)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.2 for m in model.net)
+    x = torch.rand(32, 1, 8, 8)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_regularizers_combine_as_a_list(make_cfg):
+    cfg = make_cfg("regularizer=[weight_decay,dropout,augment]")
+    assert cfg.model.weight_decay > 0 and cfg.model.net.dropout > 0 and cfg.data.augment is not None
+
+
+def test_bottleneck_narrows_a_hidden_layer(make_cfg):
+    net = instantiate(make_cfg("regularizer=bottleneck").model).net
+    widths = [m.out_features for m in net if isinstance(m, torch.nn.Linear)]
+    assert min(widths[:-1]) <= 8
+
+
+def test_batch_affine_equals_torchvision_per_sample():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 12, 12)
+    angle = torch.tensor([0.0, 12.0, -20.0, 33.0, 5.0, -7.5])
+    shift = torch.tensor(
+        [[0.0, 0.0], [1.0, 0.0], [0.0, -2.0], [1.0, 1.0], [-1.0, 2.0], [3.0, -1.0]]
+    )
+    scale = torch.tensor([1.0, 1.0, 1.1, 0.9, 1.0, 1.05])
+    out = batch_affine(x, angle, shift, scale)
+    for i in range(len(x)):
+        ref = TF.affine(x[i], angle=float(angle[i]), translate=shift[i].tolist(), scale=float(scale[i]),
+                        shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)  # fmt: skip
+        assert torch.allclose(out[i], ref, atol=1e-5)
+
+
+def test_flip_equals_torchvision_where_it_flips():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 4, 4)
+    out = RandomHorizontalFlipBatch(0.5)(x)
+    flipped = torch.tensor(
+        [torch.equal(o, TF.horizontal_flip(i)) for o, i in zip(out, x, strict=True)]
+    )
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, x, strict=True)])
+    assert (flipped | kept).all() and 10 < flipped.sum() < 54
+
+
+def test_each_sample_gets_its_own_random_augmentation():
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 8, 8).expand(16, -1, -1, -1)  # the same image 16 times
+    out = augmentation((1, 8, 8), noise=0.0)(x)
+    distinct = {tuple(o.flatten().round(decimals=4).tolist()) for o in out}
+    assert len(distinct) > 10
+
+
+def test_augmentation_touches_training_batches_only(make_cfg):
+    cfg = make_cfg("regularizer=augment", "trainer.max_epochs=1")
+    datamodule = instantiate(cfg.data)
+
+    class FakeTrainer:  # the one attribute on_after_batch_transfer reads
+        training = False
+
+    datamodule.trainer = FakeTrainer()
+    batch = (torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    assert datamodule.on_after_batch_transfer(batch, 0)[0] is batch[0]
+    FakeTrainer.training = True
+    assert not torch.equal(datamodule.on_after_batch_transfer(batch, 0)[0], batch[0])
+
+
+def test_augmented_training_still_learns(make_cfg):
+    metrics = run(make_cfg("regularizer=augment", "trainer.max_epochs=10"))
+    assert metrics["test/acc"] > 0.9
+
+
+def test_early_stopping_restores_the_best_epochs_weights(make_cfg, tmp_path):
+    # Set up to overfit: a big net, a high learning rate, 15% of the labels, short patience.
+    cfg = make_cfg("data.train_fraction=0.15", "optimizer.lr=0.01", "model.net.hidden_dims=[512,512]",
+                   "callbacks.early_stopping.patience=3", "trainer.max_epochs=100")  # fmt: skip
+    metrics = run(cfg)
+    assert metrics["best_epoch"] < metrics["epochs"] - 1  # it stopped after the best epoch
+    assert metrics["epochs"] < 100  # ... early
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == metrics["best_epoch"]
+    final = torch.load(tmp_path / "model.pt", weights_only=True)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    for key, value in final.items():
+        assert torch.equal(
+            value, best["state_dict"][f"net.{key}"]
+        )  # the tested weights are the best's
+    assert any(not torch.equal(v, last["state_dict"][f"net.{k}"]) for k, v in final.items())
+    assert (
+        read_metrics(tmp_path)["val/loss"]
+        >= best["callbacks"][next(k for k in best["callbacks"] if "Restore" in k)][
+            "best_score"
+        ].item()
+    )
+
+
+def test_generalization_gap_is_logged_each_epoch(make_cfg, tmp_path):
+    run(make_cfg("trainer.max_epochs=3"))
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("gap/loss")
+    assert sum(1 for row in rows[1:] if row.split(",")[column]) == 3
