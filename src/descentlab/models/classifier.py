@@ -60,7 +60,8 @@ class Classifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.weight_decay = float(weight_decay)
         if init is not None:
-            init(net)
+            # a pretrained backbone keeps its weights: only a new head is initialized
+            init(net.head if hasattr(net, "backbone") else net)
         num_classes = num_classes or getattr(net, "num_classes", None)
         if num_classes is None:
             raise ValueError("Classifier needs num_classes (or a net with .num_classes)")
@@ -82,6 +83,11 @@ class Classifier(L.LightningModule):
 
             return op_cross_entropy
         return nn.functional.cross_entropy
+
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The feature extractor, for Lightning's ``BackboneFinetuning`` (gradual unfreezing)."""
+        return getattr(self.net, "backbone", None)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -129,7 +135,8 @@ class Classifier(L.LightningModule):
             self.log("gap/loss", gap, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # frozen parameters (model.net.freeze) are left out; BackboneFinetuning adds them later
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

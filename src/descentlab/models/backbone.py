@@ -1,0 +1,137 @@
+"""A torchvision classification model as a feature extractor with a new head.
+
+``Backbone(name="resnet18", weights="DEFAULT")`` builds torchvision's model, loads its
+pretrained weights the way torchvision does (download into torch hub's cache, or use
+the file already there) but with ``weights_only=True``, replaces its classification
+layer by ``nn.Identity`` (that is ``backbone``) and puts a fresh ``nn.Linear`` on top
+(``head``). Grayscale and small inputs are adapted on the fly: channels repeated to
+3, images resized to ``input_size``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from descentlab.errors import CheckpointError, ConfigError
+
+
+def classification_models() -> list[str]:
+    from torchvision import models
+
+    return sorted(models.list_models(module=models))
+
+
+def _replace_last_linear(model: nn.Module) -> int:
+    """Swap the model's last ``nn.Linear`` (its classifier) for ``nn.Identity``; return its in_features."""
+    name, last = None, None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            name, last = module_name, module
+    if last is None:
+        raise ConfigError(
+            "model.net.name", type(model).__name__, "a torchvision classifier ending in nn.Linear"
+        )
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], nn.Identity())
+    return last.in_features
+
+
+def load_pretrained_state_dict(name: str, weights: str) -> dict[str, Tensor]:
+    """torchvision's weights ``name.weights`` from torch hub's cache (downloaded if missing).
+
+    The file lives at ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``,
+    exactly where ``torchvision`` puts it; loading uses ``weights_only=True``.
+    """
+    from torchvision import models
+
+    enum = models.get_model_weights(name)
+    try:
+        chosen = enum.verify(weights)
+    except (ValueError, KeyError):
+        raise ConfigError(
+            "model.net.weights", weights, f"null or one of {['DEFAULT', *[w.name for w in enum]]}"
+        ) from None
+    try:
+        return torch.hub.load_state_dict_from_url(
+            chosen.url, progress=True, check_hash=True, weights_only=True
+        )
+    except OSError as err:  # no network and nothing in the cache
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
+        raise CheckpointError(
+            f"cannot get {name} weights {chosen.name}: {cached} is missing and downloading failed ({err})"
+        ) from None
+
+
+class Backbone(nn.Module):
+    """``head(backbone(adapt(x)))``: a torchvision classifier's features and a new linear head.
+
+    Args:
+        name: any torchvision classification model (``resnet18``, ``mobilenet_v3_small``, ...).
+        num_classes: the head's width.
+        input_shape: (C, H, W) of the data; C = 1 is repeated to 3 channels.
+        weights: a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...) or ``None``.
+        checkpoint: a ``model.pt`` of an earlier descentlab run: its ``backbone.*`` weights
+            are loaded (the head is new, so the class count may differ).
+        freeze: train the head only.
+        input_size: images smaller than this are resized up to it (bilinear).
+    """
+
+    def __init__(self, name: str, num_classes: int, input_shape=(3, 32, 32), weights: str | None = None,
+                 checkpoint: str | None = None, freeze: bool = False, input_size: int = 32):  # fmt: skip
+        super().__init__()
+        from torchvision import models
+
+        if name not in classification_models():
+            raise ConfigError(
+                "model.net.name",
+                name,
+                "a torchvision classification model, e.g. resnet18, mobilenet_v3_small",
+            )
+        model = models.get_model(name, weights=None)
+        if weights is not None:
+            model.load_state_dict(load_pretrained_state_dict(name, weights))
+        features = _replace_last_linear(model)
+        self.backbone = model
+        self.head = nn.Linear(features, num_classes)
+        self.name, self.num_classes = name, num_classes
+        self.input_shape, self.input_size = tuple(input_shape), input_size
+        if checkpoint is not None:
+            self.load_backbone(checkpoint)
+        if freeze:
+            self.backbone.requires_grad_(False)
+
+    def load_backbone(self, path: str) -> None:
+        if not Path(path).is_file():
+            raise CheckpointError(f"model.net.checkpoint={path!r} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
+            raise CheckpointError(
+                f"model.net.checkpoint={path!r} cannot be loaded safely: {str(err).splitlines()[0]}"
+            ) from None
+        state = state.get("state_dict", state)
+        backbone = {k.split("backbone.", 1)[1]: v for k, v in state.items() if "backbone." in k}
+        if not backbone:
+            raise CheckpointError(f"model.net.checkpoint={path!r} holds no backbone.* weights")
+        try:
+            self.backbone.load_state_dict(backbone)
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"model.net.checkpoint={path!r} does not fit {self.name}: {str(err).splitlines()[0]}"
+            ) from None
+
+    def adapt(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if min(x.shape[-2:]) < self.input_size:
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(self.adapt(x)))

@@ -1,0 +1,121 @@
+"""Pretrained backbones: torchvision models, weights from the hub cache, freezing, transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torchvision import models
+
+from conftest import read_metrics, run_cli
+from descentlab.errors import CheckpointError, ConfigError
+from descentlab.models.backbone import Backbone
+from descentlab.train import run
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
+def test_any_torchvision_classifier_gets_a_new_head_and_adapted_inputs(name):
+    net = Backbone(name, num_classes=5, input_shape=(1, 8, 8))
+    out = net(torch.rand(2, 1, 8, 8))  # grayscale 8x8 -> 3 x 32 x 32 inside
+    assert out.shape == (2, 5) and net.head.out_features == 5
+    assert not any(isinstance(m, torch.nn.Linear) and m.out_features == 1000 for m in net.modules())
+
+
+def test_unknown_backbone_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.net.name='resnet1000'"):
+        Backbone("resnet1000", num_classes=10)
+
+
+def test_weights_load_from_torch_hubs_cache_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = models.MobileNet_V3_Small_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(7)
+    reference = models.mobilenet_v3_small()
+    torch.save(reference.state_dict(), cached)
+    net = Backbone("mobilenet_v3_small", num_classes=10, weights="IMAGENET1K_V1")
+    loaded = net.backbone.state_dict()
+    for key, value in reference.state_dict().items():
+        if key.startswith("classifier.3."):  # the replaced 1000-class layer
+            assert key not in loaded
+            continue
+        assert torch.equal(loaded[key], value), key
+    assert len(loaded) == len(reference.state_dict()) - 2
+
+
+def test_weights_that_would_run_code_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = models.MobileNet_V3_Small_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    cached.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"x": Exploit(str(marker))}, cached)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        Backbone("mobilenet_v3_small", num_classes=10, weights="IMAGENET1K_V1")
+    assert not marker.exists()
+
+
+class Exploit:
+    """Unpickling this runs code (creates a file) — unless the loader refuses it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_unknown_weights_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.net.weights"):
+        Backbone("resnet18", num_classes=10, weights="IMAGENET9K")
+
+
+def test_freeze_trains_the_head_only(make_cfg):
+    model = instantiate(
+        make_cfg(
+            "model=backbone", "model.net.name=mobilenet_v3_small", "model.net.freeze=true"
+        ).model
+    )
+    optimizer = model.configure_optimizers()
+    trainable = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trainable == {id(p) for p in model.net.head.parameters()}
+    assert model.backbone is model.net.backbone
+
+
+def test_missing_or_bad_backbone_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "nope.pt"))
+    (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot be loaded"):
+        Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "trunc.pt"))
+
+
+def test_gradual_unfreezing_with_backbone_finetuning(make_cfg):
+    cfg = make_cfg("model=backbone", "model.net.name=resnet18", "callbacks=[default,finetune]",
+                   "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1", "trainer.max_epochs=2",
+                   "data.train_fraction=0.1", "logger=none")  # fmt: skip
+    metrics = run(cfg)
+    assert metrics["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_fine_tuning_beats_scratch_with_few_labels(tmp_path):
+    pretrain = tmp_path / "pretrain"
+    run_cli(
+        [
+            "+experiment=pretrain_backbone",
+            f"hydra.run.dir={pretrain}",
+            "logger=none",
+            "callbacks.progress_bar=null",
+        ]
+    )
+    assert read_metrics(pretrain)["test/acc"] > 0.9
+    results = {}
+    for label, ckpt in (("finetuned", str(pretrain / "model.pt")), ("scratch", "null")):
+        run_cli(["+experiment=finetune_backbone", f"model.net.checkpoint={ckpt}", "data.train_fraction=0.03",
+                 f"hydra.run.dir={tmp_path / label}", "logger=none", "callbacks.progress_bar=null"])  # fmt: skip
+        results[label] = read_metrics(tmp_path / label)["test/acc"]
+    assert results["finetuned"] > results["scratch"] + 0.05, results
