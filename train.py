@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 import descentlab.config  # noqa: F401  (registers the resolvers the configs use)
+from descentlab.cli import short_config_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -17,4 +18,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    short_config_errors()
     main()

@@ -115,7 +115,7 @@ def test_fine_tuning_beats_scratch_with_few_labels(tmp_path):
     assert read_metrics(pretrain)["test/acc"] > 0.9
     results = {}
     for label, ckpt in (("finetuned", str(pretrain / "model.pt")), ("scratch", "null")):
-        run_cli(["+experiment=finetune_backbone", f"model.net.checkpoint={ckpt}", "data.train_fraction=0.03",
+        run_cli(["+experiment=finetune_backbone", f"pretrained={ckpt}", "data.train_fraction=0.03",
                  f"hydra.run.dir={tmp_path / label}", "logger=none", "callbacks.progress_bar=null"])  # fmt: skip
         results[label] = read_metrics(tmp_path / label)["test/acc"]
     assert results["finetuned"] > results["scratch"] + 0.05, results

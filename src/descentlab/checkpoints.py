@@ -1,28 +1,100 @@
-"""Finding, loading and safely writing checkpoints."""
+"""Finding, checking, loading and safely writing checkpoints.
+
+- ``SafeCheckpointIO`` writes a checkpoint to a temporary file in the same directory
+  and renames it over the old one (``os.replace`` is atomic on POSIX): a kill during
+  a save leaves the previous checkpoint in place, never a truncated file. It refuses
+  to write a checkpoint whose weights are NaN or infinite, so a diverged run cannot
+  replace the last good checkpoint.
+- Every checkpoint is loaded with ``weights_only=True``: a pickle that would build
+  arbitrary objects (and so run code) is refused, with a one-line error.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from descentlab.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
+
+def all_finite(checkpoint: dict[str, Any]) -> bool:
+    state = checkpoint.get("state_dict", {})
+    return all(
+        torch.isfinite(t).all()
+        for t in state.values()
+        if isinstance(t, torch.Tensor) and t.is_floating_point()
+    )
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Atomic, finite-only checkpoint writes; ``weights_only=True`` reads."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        if not all_finite(checkpoint):
+            log.warning(
+                "not writing %s: the weights are not finite (the previous file is kept)", path
+            )
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location)
+
+
+def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - whatever torch says, the file is the problem
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data; it was not loaded, "
+                f"because unpickling them could run arbitrary code ({first})"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first})") from None
+
 
 def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``ckpt_path`` as given, or ``last``: the newest ``last.ckpt`` under the log dir."""
+    """``ckpt_path`` as given (checked), or ``last``: this run's last.ckpt if it has one,
+    else the newest ``last.ckpt`` under ``paths.log_dir``."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if own.is_file():
+            return str(own)
         candidates = sorted(
             Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime
         )
-        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        candidates = [c for c in candidates if c.resolve() != own.resolve()] or candidates
         if not candidates:
             raise CheckpointError(f"ckpt_path=last: no last.ckpt found under {cfg.paths.log_dir}")
-        return str(candidates[-1])
-    if not os.path.isfile(ckpt_path):
-        raise CheckpointError(f"ckpt_path={ckpt_path!r} does not exist")
+        ckpt_path = str(candidates[-1])
+    load_checkpoint(ckpt_path)  # fail now, with one line, rather than deep inside Lightning
     return str(ckpt_path)

@@ -12,19 +12,24 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import descentlab.config  # noqa: F401  (registers the config resolvers)
 from descentlab.errors import DescentlabError
 
+if TYPE_CHECKING:
+    import lightning as L
+
+# torch, lightning and the data libraries are imported inside the functions that need
+# them: a config mistake is reported before paying their import time.
+
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers)."""
+    from hydra.utils import instantiate
+
     if not group:
         return []
     return [
@@ -35,6 +40,8 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def _scalar(value: Any) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -44,6 +51,8 @@ def _scalar(value: Any) -> Any:
 
 def best_epoch_of(trainer: L.Trainer) -> int | None:
     """The epoch whose weights the best checkpoint holds (``None`` without one)."""
+    import torch
+
     for callback in trainer.callbacks:
         best = getattr(callback, "best_epoch", None)
         if best is not None:
@@ -57,6 +66,8 @@ def best_epoch_of(trainer: L.Trainer) -> int | None:
 
 def save_atomically(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -100,6 +111,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from descentlab.validate import validate
 
     validate(cfg)
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
@@ -161,11 +176,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _user_error(err: BaseException) -> DescentlabError | None:
+def _user_error(err: BaseException) -> Exception | None:
     """The DescentlabError behind ``err`` (Hydra's instantiate wraps what targets raise)."""
+    from omegaconf.errors import OmegaConfBaseException
+
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, DescentlabError):
+        if isinstance(err, (DescentlabError, OmegaConfBaseException)):  # e.g. a missing ??? value
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
@@ -180,7 +197,9 @@ def main(cfg: DictConfig) -> float | None:
         user_error = _user_error(err)
         if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"descentlab: error: {user_error}", file=sys.stderr)
+        from descentlab.cli import one_line
+
+        print(f"descentlab: error: {one_line(str(user_error))}", file=sys.stderr)
         sys.exit(1)
     value = metrics.get(cfg.get("optimized_metric") or "")
     return value if isinstance(value, (int, float)) else None

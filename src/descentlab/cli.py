@@ -1,0 +1,65 @@
+"""Command-line polish: Hydra's configuration errors as one line, like ours.
+
+Hydra reports a bad override (an unknown option or key) in several lines plus its
+config search path. ``short_config_errors()`` wraps Hydra's reporting so that such
+errors print as ``descentlab: error: <one line>`` with exit code 1, while every other
+exception goes through Hydra's own report unchanged. ``HYDRA_FULL_ERROR=1`` restores
+Hydra's full output. It patches one private Hydra function (``run_and_report``); if
+that name ever moves, nothing is patched and Hydra's own messages appear.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def one_line(message: str) -> str:
+    """Collapse Hydra/OmegaConf's multi-line message: text lines joined, options listed."""
+    text, options = [], []
+    for line in str(message).splitlines():
+        if line.startswith("Config search path") or line.startswith("Set the environment variable"):
+            break
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("full_key:", "object_type", "reference_type")):
+            continue
+        if line.startswith("\t"):
+            options.append(stripped)
+        else:
+            text.append(stripped.rstrip(":"))
+    result = " ".join(text)
+    return f"{result}: {', '.join(options)}" if options else result
+
+
+def short_config_errors() -> None:
+    try:
+        import hydra._internal.utils as hydra_utils
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+    except ImportError:  # pragma: no cover - a Hydra without this layout
+        return
+    original = getattr(hydra_utils, "run_and_report", None)
+    if original is None or getattr(original, "_descentlab", False):
+        return
+
+    def run_and_report(func):
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return original(func)
+        try:
+            return func()
+        except (HydraException, OmegaConfBaseException) as err:
+            message = one_line(str(err))
+            if err.__cause__ is not None:  # e.g. "Key 'max_epoch' is not in struct"
+                message += f" ({one_line(str(err.__cause__))})"
+            print(f"descentlab: error: {message}", file=sys.stderr)
+            sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - reported by Hydra as before
+            error = err  # `err` is unbound after the except block; the closure needs it
+
+            def reraise():
+                raise error
+
+            return original(reraise)
+
+    run_and_report._descentlab = True
+    hydra_utils.run_and_report = run_and_report
