@@ -82,6 +82,7 @@ def test_wandb_logs_offline_and_the_metrics_read_back(make_cfg, tmp_path, logger
     val_acc = [row["val/acc"] for row in rows if "val/acc" in row]
     test_acc = [row["test/acc"] for row in rows if "test/acc" in row]
     assert len(val_acc) == 2
+    assert len([row["val/loss"] for row in rows if "val/loss" in row]) == 2  # the sweeps' metrics
     assert test_acc == [pytest.approx(metrics["test/acc"])]
 
 

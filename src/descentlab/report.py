@@ -1,0 +1,206 @@
+"""Plots and a table from finished runs: ``python -m descentlab.report DIR [DIR ...]``.
+
+DIR is a Hydra multirun dir (``logs/multiruns/<time>``, one numbered run dir each) or a
+run dir; several may be given. Each run is read from its own files: ``metrics.json``
+(final metrics), ``csv/metrics.csv`` (per-epoch curves) and ``.hydra/overrides.yaml``
+(what it was asked to do). Runs are labelled by the overrides that differ between
+them. Writes ``curves.png`` (train/val loss and accuracy per epoch, one line per run)
+and ``table.md`` (final metrics, best first by ``--metric``) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+TABLE_COLUMNS = (
+    "train/loss",
+    "val/loss",
+    "test/loss",
+    "train/acc",
+    "val/acc",
+    "test/acc",
+    "best_epoch",
+    "epochs",
+)
+
+
+class ReportError(Exception):
+    """Nothing to report on, or runs that cannot be compared."""
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: list[str]
+    final: dict
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    label: str = ""
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run dirs (holding metrics.json) in the given dirs, sorted by Hydra job number."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ReportError(f"{path} is not a directory")
+        if (path / "metrics.json").is_file():
+            found.append(path)
+            continue
+        children = [p.parent for p in path.glob("*/metrics.json")]
+        found.extend(
+            sorted(
+                children,
+                key=lambda p: (
+                    not p.name.isdigit(),
+                    int(p.name) if p.name.isdigit() else 0,
+                    p.name,
+                ),
+            )
+        )
+    if not found:
+        raise ReportError(f"no finished runs (a metrics.json) in {', '.join(map(str, paths))}")
+    return found
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch values of each metric from Lightning's CSV log (last value per epoch)."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    per_epoch: dict[str, dict[int, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if not row.get("epoch"):
+                continue
+            epoch = int(float(row["epoch"]))
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                per_epoch.setdefault(key, {})[epoch] = float(value)
+    return {k: sorted(v.items()) for k, v in per_epoch.items()}
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Label each run by the overrides that are not shared by every run."""
+    shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    for run in runs:
+        differing = [o for o in run.overrides if o not in shared]
+        run.label = " ".join(differing) or run.path.name
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    runs = []
+    for run_dir in find_runs(paths):
+        final = json.loads((run_dir / "metrics.json").read_text())
+        runs.append(Run(run_dir, read_overrides(run_dir), final, read_curves(run_dir)))
+    label_runs(runs)
+    return runs
+
+
+def check_comparable(runs: list[Run], metric: str) -> None:
+    missing = [r.label for r in runs if metric not in r.final]
+    if missing:
+        raise ReportError(
+            f"metric {metric!r} is missing from runs {missing}: they cannot be ranked by it"
+        )
+    keys = [set(k for k in r.final if k.split("/")[0] in ("train", "val", "test")) for r in runs]
+    if any(k != keys[0] for k in keys):
+        differing = sorted(set.union(*keys) - set.intersection(*keys))
+        raise ReportError(
+            f"the runs logged different metrics ({', '.join(differing)}): compare runs of one kind"
+        )
+
+
+def markdown_table(runs: list[Run], metric: str) -> str:
+    lower_is_better = metric.endswith("loss")
+    ranked = sorted(runs, key=lambda r: r.final[metric], reverse=not lower_is_better)
+    columns = [c for c in TABLE_COLUMNS if any(c in r.final for r in runs)]
+    lines = ["| run | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for run in ranked:
+        cells = []
+        for column in columns:
+            value = run.final.get(column)
+            cells.append(f"{value:.4f}" if isinstance(value, float) else str(value))
+        lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, name in zip(axes.flat, CURVES, strict=True):
+        for run in runs:
+            points = run.curves.get(name, [])
+            if points:
+                epochs, values = zip(*points, strict=True)
+                ax.plot(epochs, values, label=run.label, linewidth=1.5)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if name.endswith("loss"):
+            ax.set_yscale("log")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def make_report(
+    paths: list[Path], out: Path | None = None, metric: str = "val/acc"
+) -> tuple[Path, Path]:
+    runs = load_runs(paths)
+    check_comparable(runs, metric)
+    out = out or (paths[0] / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "table.md"
+    table.write_text(markdown_table(runs, metric))
+    figure = out / "curves.png"
+    plot_curves(runs, figure)
+    return figure, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m descentlab.report", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, help="a multirun dir, or run dirs")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: FIRST_DIR/report)"
+    )
+    parser.add_argument(
+        "--metric", default="val/acc", help="rank runs by this final metric (default val/acc)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        figure, table = make_report(args.dirs, args.out, args.metric)
+    except ReportError as err:
+        print(f"descentlab.report: error: {err}", file=sys.stderr)
+        return 1
+    print(table.read_text())
+    print(f"wrote {figure} and {table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

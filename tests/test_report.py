@@ -1,0 +1,71 @@
+"""The report: plots and a ranked table from a real multirun."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from descentlab.report import ReportError, load_runs, make_report, markdown_table
+
+
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory):
+    sweep = tmp_path_factory.mktemp("sweep")
+    run_cli(
+        [
+            "-m",
+            "optimizer=sgd,adam",
+            "trainer.max_epochs=3",
+            "callbacks.progress_bar=null",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    return sweep
+
+
+@pytest.mark.slow
+def test_report_plots_and_ranks_a_multirun(multirun, tmp_path):
+    proc = run_cli([str(multirun), "--out", str(tmp_path)], module="descentlab.report")
+    assert "wrote" in proc.stdout and str(tmp_path / "curves.png") in proc.stdout
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert table[0].startswith("| run |") and len(table) == 4
+    labels = [row.split("|")[1].strip() for row in table[2:]]
+    assert set(labels) == {"optimizer=sgd", "optimizer=adam"}  # only the differing override
+    accs = {row.split("|")[1].strip(): float(row.split("|")[6]) for row in table[2:]}
+    assert accs[labels[0]] >= accs[labels[1]]  # best val/acc first
+    runs = load_runs([multirun])
+    assert all(len(r.curves["val/loss"]) == 3 for r in runs)
+
+
+def test_a_dir_without_runs_is_a_clear_error(tmp_path):
+    proc = run_cli([str(tmp_path)], module="descentlab.report", check=False)
+    assert (
+        proc.returncode == 1
+        and "no finished runs" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
+
+
+def test_runs_with_different_metrics_are_refused(tmp_path):
+    for name, metrics in (
+        ("0", {"val/acc": 0.9, "val/loss": 0.3}),
+        ("1", {"val/acc": 0.8, "verify/max_abs_err": 0.0, "test/acc": 0.7}),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ReportError, match="different metrics"):
+        make_report([tmp_path])
+    with pytest.raises(ReportError, match="missing"):
+        make_report([tmp_path], metric="train/acc")
+
+
+def test_table_ranks_losses_ascending(tmp_path):
+    for name, loss in (("0", 0.5), ("1", 0.2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"val/loss": loss}))
+    table = markdown_table(load_runs([tmp_path]), "val/loss").splitlines()
+    assert "0.2000" in table[2] and "0.5000" in table[3]
