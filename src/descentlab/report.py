@@ -118,7 +118,9 @@ def check_comparable(runs: list[Run], metric: str) -> None:
         raise ReportError(
             f"metric {metric!r} is missing from runs {missing}: they cannot be ranked by it"
         )
-    keys = [set(k for k in r.final if k.split("/")[0] in ("train", "val", "test")) for r in runs]
+    # The core metrics must match; extras (train/penalty, verify/..., diag/...) may differ.
+    core = {f"{stage}/{name}" for stage in ("train", "val", "test") for name in ("loss", "acc")}
+    keys = [set(r.final) & core for r in runs]
     if any(k != keys[0] for k in keys):
         differing = sorted(set.union(*keys) - set.intersection(*keys))
         raise ReportError(

@@ -1,0 +1,42 @@
+"""Train from Python (notebooks, scripts) with the same configs as ``python train.py``.
+
+from descentlab.api import train
+metrics, run_dir = train(["optimizer=sgd", "trainer.max_epochs=5"], "logs/notebook/sgd")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from descentlab.config import CONFIG_DIR
+
+
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path = "logs/api"
+) -> DictConfig:
+    """The config ``python train.py OVERRIDES hydra.run.dir=OUTPUT_DIR`` would run."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(output_dir).resolve())
+        del cfg["hydra"]
+    return cfg
+
+
+def train(
+    overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path = "logs/api"
+) -> tuple[dict[str, Any], Path]:
+    """Run one training as ``train.py`` would; return its final metrics and run dir."""
+    from descentlab.train import run
+
+    cfg = compose(overrides, output_dir)
+    return run(cfg), Path(cfg.paths.output_dir)
