@@ -1,0 +1,382 @@
+"""``make bench``: how much descentlab costs over a hand-written loop, and how fast it is.
+
+Every comparison runs both sides in this one benchmark run, alternating, and reports
+the ratio of medians. Per-epoch costs are slopes, (T(E2) − T(E1)) / (E2 − E1), from runs
+of two lengths, so start-up cancels. Results: a table on stdout and ``bench.json``
+(machine, versions, every figure with min/median/max over repeats).
+
+    python -m descentlab.bench                 # CPU, a few minutes on 2 cores
+    python -m descentlab.bench --device cuda   # adds the GPU figures
+    python -m descentlab.bench --tiny          # seconds: keeps the benchmark working (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = [
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------- the hand-written loop
+def raw_loop(
+    data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
+) -> None:
+    """What a researcher writes without a framework: the same MLP, data, batch size and
+    Adam, with a validation pass (loss and accuracy) after every epoch."""
+    import torch
+    from torch import nn
+
+    from descentlab.data import DigitsDataModule, MNISTDataModule
+
+    torch.manual_seed(0)
+    dm = DigitsDataModule() if data == "digits" else MNISTDataModule(data_dir=data_dir)
+    dm.setup()
+    (x, y), (xv, yv) = (tuple(t.to(device) for t in dm.splits[s]) for s in ("train", "val"))
+    dims = [x[0].numel(), *hidden, 10]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x), device=device).split(batch_size):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(xv[i : i + 1024]) for i in range(0, len(xv), 1024)])
+            val_loss = nn.functional.cross_entropy(logits, yv).item()
+            val_acc = (logits.argmax(1) == yv).float().mean().item()
+    print(f"val_loss={val_loss:.4f} val_acc={val_acc:.4f}")
+
+
+def framework_cmd(
+    data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
+) -> list[str]:
+    trainer = "gpu" if device == "cuda" else "cpu"
+    return [sys.executable, str(ROOT / "train.py"), f"data={data}", f"paths.data_dir={data_dir}", f"trainer={trainer}",
+            f"trainer.max_epochs={epochs}", f"data.batch_size={batch_size}", "callbacks.early_stopping=null",
+            f"model.net.hidden_dims=[{','.join(map(str, hidden))}]", "logger=csv", "test=false",
+            f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}", *QUIET]  # fmt: skip
+
+
+def raw_cmd(
+    data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
+) -> list[str]:
+    return [sys.executable, "-m", "descentlab.bench", "--raw-loop", data, data_dir, str(epochs), str(batch_size), device,
+            ",".join(map(str, hidden))]  # fmt: skip
+
+
+def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int], batch_size: int, device: str,
+                   repeats: int, hidden: list[int]) -> dict:  # fmt: skip
+    """Per-epoch seconds of ``python train.py`` and of the raw loop, and their ratio."""
+    e1, e2 = epochs
+    times = {"descentlab": {e1: [], e2: []}, "raw_loop": {e1: [], e2: []}}
+    for _ in range(repeats):
+        for epochs_ in (e1, e2):  # alternate the two sides so drifts hit both
+            for side, make in (("descentlab", framework_cmd), ("raw_loop", raw_cmd)):
+                times[side][epochs_].append(
+                    timed(make(data, data_dir, epochs_, batch_size, device, hidden))
+                )
+    slopes = {
+        side: [(b - a) / (e2 - e1) for a, b in zip(t[e1], t[e2], strict=True)]
+        for side, t in times.items()
+    }
+    ratio = statistics.median(slopes["descentlab"]) / statistics.median(slopes["raw_loop"])
+    return {
+        "name": name,
+        "seconds_per_epoch": {k: summary(v) for k, v in slopes.items()},
+        "ratio": ratio,
+    }
+
+
+# ----------------------------------------------------------------------- op table
+def step_time(ops: str, dims: list[int], batch: int, device: str, steps: int, repeats: int) -> dict:
+    import torch
+
+    from descentlab.autograd.layers import op_cross_entropy
+    from descentlab.models.mlp import MLP
+
+    results = {"native": [], "optable": []}
+    nets, opts = {}, {}
+    for kind in ("native", "optable"):
+        torch.manual_seed(0)
+        nets[kind] = MLP((dims[0],), dims[-1], hidden_dims=dims[1:-1], ops=kind).to(device)
+        opts[kind] = torch.optim.SGD(nets[kind].parameters(), lr=0.01)
+    x = torch.randn(batch, dims[0], device=device)
+    y = torch.randint(0, dims[-1], (batch,), device=device)
+    losses = {"native": torch.nn.functional.cross_entropy, "optable": op_cross_entropy}
+
+    def run(kind: str, n: int) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(n):
+            loss = losses[kind](nets[kind](x), y)
+            opts[kind].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[kind].step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / n
+
+    for kind in results:
+        run(kind, max(2, steps // 5))  # warm-up
+    for _ in range(repeats):
+        for kind in results:
+            results[kind].append(run(kind, steps))
+    ratio = statistics.median(results["optable"]) / statistics.median(results["native"])
+    return {
+        "dims": dims,
+        "batch": batch,
+        "seconds_per_step": {k: summary(v) for k, v in results.items()},
+        "ratio": ratio,
+    }
+
+
+# ------------------------------------------------------------------- start-up, accuracy
+def startup(repeats: int) -> dict:
+    bare = [sys.executable, "-c", "import torch, lightning"]
+    fdr = [sys.executable, str(ROOT / "train.py"), "trainer.fast_dev_run=true", "logger=none",
+           f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}", *QUIET]  # fmt: skip
+    times = {"import torch, lightning": [], "train.py fast_dev_run": []}
+    for _ in range(repeats):
+        times["import torch, lightning"].append(timed(bare))
+        times["train.py fast_dev_run"].append(timed(fdr))
+    ratio = statistics.median(times["train.py fast_dev_run"]) / statistics.median(
+        times["import torch, lightning"]
+    )
+    return {"seconds": {k: summary(v) for k, v in times.items()}, "ratio": ratio}
+
+
+def time_to_accuracy() -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    seconds = timed([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *QUIET])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "seconds": seconds,
+        "epochs": metrics["epochs"],
+        "best_epoch": metrics["best_epoch"],
+        "test_acc": metrics["test/acc"],
+    }
+
+
+def in_process_epoch(overrides: list[str], epochs: tuple[int, int], repeats: int) -> dict:
+    """Per-epoch seconds of a run inside this process (imports already paid)."""
+    import contextlib
+    import io
+
+    from descentlab.api import train
+
+    e1, e2 = epochs
+    slopes = []
+    for _ in range(repeats):
+        t = {}
+        for e in (e1, e2):
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(
+                io.StringIO()
+            ):  # the run's final table is not news here
+                train([*overrides, f"trainer.max_epochs={e}", "callbacks.early_stopping=null", "logger=none", "test=false",
+                       *QUIET], tempfile.mkdtemp(prefix="bench-"))  # fmt: skip
+            t[e] = time.perf_counter() - start
+        slopes.append((t[e2] - t[e1]) / (e2 - e1))
+    return summary(slopes)
+
+
+def scaling(
+    data_dir: str,
+    epochs: tuple[int, int],
+    repeats: int,
+    fractions=(0.25, 0.5, 1.0),
+    widths=(1, 2, 4),
+) -> dict:
+    data = ["data=mnist", f"paths.data_dir={data_dir}", "trainer=cpu"]
+    by_data = {
+        f"x{round(f / fractions[0])}": in_process_epoch(
+            [*data, f"data.train_fraction={f}"], epochs, repeats
+        )
+        for f in fractions
+    }
+    by_width = {f"x{w}": in_process_epoch([*data, "data.train_fraction=0.25", f"model.net.hidden_dims=[{256 * w},{128 * w}]"],
+                                          epochs, repeats) for w in widths}  # fmt: skip
+    base = by_data["x1"]["median"]
+    linear = {k: v["median"] / base for k, v in by_data.items()}
+    return {
+        "seconds_per_epoch_by_data": by_data,
+        "seconds_per_epoch_by_width": by_width,
+        "data_cost_relative_to_x1": linear,
+    }
+
+
+def gpu_speedup(
+    data_dir: str, epochs: tuple[int, int], repeats: int, hidden: list[int], batch: int
+) -> dict:
+    common = [
+        "data=mnist",
+        f"paths.data_dir={data_dir}",
+        f"data.batch_size={batch}",
+        f"model.net.hidden_dims=[{','.join(map(str, hidden))}]",
+    ]
+    cpu = in_process_epoch([*common, "trainer=cpu"], epochs, repeats)
+    gpu = in_process_epoch(
+        [*common, "trainer=gpu", "float32_matmul_precision=high"], epochs, repeats
+    )
+    n = 55_000
+    return {
+        "hidden": hidden,
+        "batch": batch,
+        "seconds_per_epoch": {"cpu": cpu, "cuda": gpu},
+        "samples_per_s": {"cpu": n / cpu["median"], "cuda": n / gpu["median"]},
+        "speedup": cpu["median"] / gpu["median"],
+    }
+
+
+# ----------------------------------------------------------------------------- main
+def ensure_mnist(data_dir: Path, n_train: int, n_test: int) -> str:
+    """Real MNIST files if present, else random ones in torchvision's own format."""
+    raw = data_dir / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte").exists():
+        from descentlab.data.files import write_mnist_like
+
+        write_mnist_like(data_dir, "MNIST", n_train=n_train, n_test=n_test)
+    return str(data_dir)
+
+
+def machine(device: str) -> dict:
+    import lightning
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "lightning": lightning.__version__, "device": device}  # fmt: skip
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--raw-loop":
+        data, data_dir, epochs, batch, device, hidden = argv[1:7]
+        raw_loop(
+            data, data_dir, int(epochs), int(batch), device, [int(h) for h in hidden.split(",")]
+        )
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m descentlab.bench")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--tiny", action="store_true", help="seconds, not minutes: checks the benchmark runs"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench.json")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    args = parser.parse_args(argv)
+
+    tiny, repeats = args.tiny, (1 if args.tiny else args.repeats)
+    mnist_dir = ensure_mnist(args.data_dir, 2_000 if tiny else 60_000, 500 if tiny else 10_000)
+    if tiny:
+        mnist_dir = ensure_mnist(Path(tempfile.mkdtemp(prefix="bench-mnist-")), 6_000, 500)
+    epochs = (1, 2) if tiny else (1, 3)
+    results: dict = {"machine": machine(args.device), "repeats": repeats, "tiny": tiny}
+
+    def report(key, value):
+        results[key] = value
+        print(f"{key}: {json.dumps(value, default=str)[:300]}", flush=True)
+
+    device = args.device
+    report(
+        "overhead_mnist",
+        epoch_overhead("mnist", "mnist", mnist_dir, epochs, 64, device, repeats, [256, 128]),
+    )
+    report(
+        "overhead_digits",
+        epoch_overhead(
+            "digits",
+            "digits",
+            mnist_dir,
+            (1, 3) if tiny else (5, 25),
+            64,
+            device,
+            repeats,
+            [256, 128],
+        ),
+    )
+    big = [784, 256, 256, 10] if tiny else [784, 1024, 1024, 10]
+    report("optable_large", step_time("optable", big, 256, device, 5 if tiny else 30, repeats))
+    report(
+        "optable_digits",
+        step_time("optable", [64, 256, 128, 10], 64, device, 20 if tiny else 200, repeats),
+    )
+    report("startup", startup(repeats))
+    if not tiny:
+        report("time_to_accuracy", time_to_accuracy())
+    report("scaling", scaling(mnist_dir, epochs, repeats, widths=(1, 2) if tiny else (1, 2, 4)))
+    if device == "cuda":
+        report(
+            "gpu",
+            gpu_speedup(mnist_dir, epochs, repeats, [4096, 4096] if not tiny else [512], 1024),
+        )
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print_table(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_table(results: dict) -> None:
+    rows = [("per-epoch overhead, MNIST-sized (train.py / raw loop)", results["overhead_mnist"]["ratio"], "<= 1.10"),
+            ("per-epoch overhead, digits (train.py / raw loop)", results["overhead_digits"]["ratio"], "<= 1.3"),
+            ("op table step, large MLP (optable / native)", results["optable_large"]["ratio"], "<= 1.3"),
+            ("op table step, digits MLP (optable / native)", results["optable_digits"]["ratio"], "-"),
+            ("start-up (train.py fast_dev_run / import torch, lightning)", results["startup"]["ratio"], "<= 1.25")]  # fmt: skip
+    print(f"{'measure':62s} {'ratio':>7s}  target")
+    for name, ratio, target in rows:
+        print(f"{name:62s} {ratio:7.2f}  {target}")
+    if "time_to_accuracy" in results:
+        t = results["time_to_accuracy"]
+        print(
+            f"time to accuracy (default run): {t['seconds']:.1f} s, {t['epochs']} epochs, test acc {t['test_acc']:.4f}"
+        )
+    if "gpu" in results:
+        g = results["gpu"]
+        print(
+            f"GPU: {g['samples_per_s']['cuda']:.0f} samples/s vs CPU {g['samples_per_s']['cpu']:.0f}: {g['speedup']:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
