@@ -31,10 +31,10 @@ class RestoreBestEarlyStopping(EarlyStopping):
         self.last_checked_epoch: int | None = None
 
     def _run_early_stopping_check(self, trainer) -> None:
-        before = self.best_score.clone()
+        before = float(self.best_score)  # a host float: best_score moves to the metric's device
         super()._run_early_stopping_check(trainer)
         self.last_checked_epoch = trainer.current_epoch
-        if not torch.equal(before, self.best_score):  # improved this epoch
+        if float(self.best_score) != before:  # improved this epoch
             self.best_epoch = trainer.current_epoch
             module = trainer.lightning_module
             self.best_weights = {
