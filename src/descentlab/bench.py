@@ -303,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tiny", action="store_true", help="seconds, not minutes: checks the benchmark runs"
     )
-    parser.add_argument("--gpu-only", action="store_true", help="with --device cuda: items 1, 2 and 6 only")
+    parser.add_argument(
+        "--gpu-only", action="store_true", help="with --device cuda: items 1, 2 and 6 only"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench.json")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args(argv)

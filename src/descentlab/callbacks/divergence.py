@@ -14,15 +14,18 @@ class StopOnDivergence(L.Callback):
     Checked in ``on_before_backward``, i.e. before the bad loss can produce gradients
     and an optimizer step: the weights in memory are still those of the previous step,
     and ``SafeCheckpointIO`` refuses to write non-finite weights anyway. Reading the
-    loss on the host costs a device synchronization on a GPU, so ``every_n_steps`` can
-    space the checks out (a NaN stays NaN: it is caught at the next check).
+    loss on the host stalls a GPU's queue of work, so on CUDA it is checked every
+    ``cuda_every_n_steps`` steps (a NaN stays NaN: it is caught at the next check, and
+    no checkpoint with non-finite weights is written in between).
     """
 
-    def __init__(self, every_n_steps: int = 1):
+    def __init__(self, every_n_steps: int = 1, cuda_every_n_steps: int = 25):
         self.every_n_steps = every_n_steps
+        self.cuda_every_n_steps = cuda_every_n_steps
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        if trainer.global_step % self.every_n_steps != 0:
+        every = self.cuda_every_n_steps if loss.is_cuda else self.every_n_steps
+        if trainer.global_step % every != 0:
             return
         if not torch.isfinite(loss).all():
             raise DivergenceError(

@@ -206,6 +206,14 @@ class TensorDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> TensorBatches:
         return self._batches("test", self.eval_batch_size, False)
 
+    def transfer_batch_to_device(
+        self, batch: Split, device: torch.device, dataloader_idx: int
+    ) -> Split:
+        # Batches are already on the training device (see _batches): skip Lightning's
+        # generic collection walk, keep a plain .to() for anything that is not.
+        x, y = batch
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         # Augment on the device, training batches only (never val/test).
         if self.augment is not None and self.trainer is not None and self.trainer.training:
