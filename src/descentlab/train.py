@@ -119,6 +119,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("flush_denormal", False):
+        torch.set_flush_denormal(True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 

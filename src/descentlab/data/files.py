@@ -34,9 +34,18 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def write_mnist_like(
-    root: str | Path, name: str = "MNIST", n_train: int = 600, n_test: int = 100, seed: int = 0
+    root: str | Path,
+    name: str = "MNIST",
+    n_train: int = 600,
+    n_test: int = 100,
+    seed: int = 0,
+    label_noise: float = 0.0,
 ) -> Path:
-    """Write ``root/<name>/raw/*-idx?-ubyte`` as torchvision's MNIST/FashionMNIST read them."""
+    """Write ``root/<name>/raw/*-idx?-ubyte`` as torchvision's MNIST/FashionMNIST read them.
+
+    ``label_noise``: this fraction of the labels is replaced by random ones after the
+    images are drawn (the pattern then no longer determines the label: a realistic loss).
+    """
     rng = np.random.default_rng(seed)
     raw = Path(root) / name / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -47,6 +56,8 @@ def write_mnist_like(
         images = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8)
         for c in range(10):
             images[labels == c, 2 * c : 2 * c + 6, 4:24] = 255
+        noisy = rng.random(n) < label_noise
+        labels[noisy] = rng.integers(0, 10, size=int(noisy.sum()), dtype=np.uint8)
         write_idx(raw / images_file, images)
         write_idx(raw / labels_file, labels)
     return raw

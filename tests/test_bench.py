@@ -1,0 +1,30 @@
+"""The benchmark keeps working (tiny sizes); its figures are measured by `make bench`, not asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+ITEMS = ("overhead_mnist", "overhead_digits", "optable_large", "optable_digits", "startup", "scaling")
+
+
+@pytest.mark.slow
+def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli(["--tiny", "--out", str(out), "--data-dir", str(tmp_path / "data")], module="descentlab.bench", timeout=900)
+    assert f"wrote {out}" in proc.stdout and "ratio" in proc.stdout
+    results = json.loads(out.read_text())
+    assert {"platform", "torch", "lightning", "cpus"} <= set(results["machine"])
+    for item in ITEMS:
+        assert item in results, item
+    for item in ("overhead_mnist", "overhead_digits"):
+        for side in ("descentlab", "raw_loop"):
+            figure = results[item]["seconds_per_epoch"][side]
+            assert figure["min"] <= figure["median"] <= figure["max"]
+    for item in ("optable_large", "optable_digits"):
+        assert results[item]["seconds_per_step"]["native"]["median"] > 0
+        assert results[item]["ratio"] > 0
+    assert set(results["scaling"]["seconds_per_epoch_by_data"]) == {"x1", "x2", "x4"}
