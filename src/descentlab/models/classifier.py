@@ -69,10 +69,12 @@ class Classifier(L.LightningModule):
         self.loss_fn = self._make_loss(net)
         # One metric object per stage: torchmetrics accumulates on the device and syncs
         # across ranks once per epoch, so the training loop never waits on the host.
+        # No per-update checks: they read values back to the host every step (a NaN loss
+        # is caught by the StopOnDivergence callback instead; labels come from our data).
         for stage in STAGES:
-            setattr(self, f"{stage}_loss", MeanMetric())
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(self.num_classes, average="micro"))
-        self.penalty = MeanMetric()
+            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(self.num_classes, average="micro", validate_args=False))
+        self.penalty = MeanMetric(nan_strategy="disable")
         self._last_val_loss: tuple[int, Tensor] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
 
@@ -117,7 +119,7 @@ class Classifier(L.LightningModule):
         loss = self._step("train", batch)
         if self.weight_decay > 0:
             penalty = self.weight_decay * l2_penalty(self.net)
-            self.penalty.update(penalty.detach())
+            self.penalty.update(penalty.detach(), weight=1.0)
             loss = loss + penalty
         return loss
 
