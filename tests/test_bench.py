@@ -8,13 +8,24 @@ import pytest
 
 from conftest import run_cli
 
-ITEMS = ("overhead_mnist", "overhead_digits", "optable_large", "optable_digits", "startup", "scaling")
+ITEMS = (
+    "overhead_mnist",
+    "overhead_digits",
+    "optable_large",
+    "optable_digits",
+    "startup",
+    "scaling",
+)
 
 
 @pytest.mark.slow
 def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = run_cli(["--tiny", "--out", str(out), "--data-dir", str(tmp_path / "data")], module="descentlab.bench", timeout=900)
+    proc = run_cli(
+        ["--tiny", "--out", str(out), "--data-dir", str(tmp_path / "data")],
+        module="descentlab.bench",
+        timeout=900,
+    )
     assert f"wrote {out}" in proc.stdout and "ratio" in proc.stdout
     results = json.loads(out.read_text())
     assert {"platform", "torch", "lightning", "cpus"} <= set(results["machine"])

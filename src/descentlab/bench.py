@@ -127,7 +127,7 @@ def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int],
 
 
 # ----------------------------------------------------------------------- op table
-def step_time(ops: str, dims: list[int], batch: int, device: str, steps: int, repeats: int) -> dict:
+def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int) -> dict:
     import torch
 
     from descentlab.autograd.layers import op_cross_entropy
@@ -352,10 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     big = [784, 256, 256, 10] if tiny else [784, 1024, 1024, 10]
-    report("optable_large", step_time("optable", big, 256, device, 5 if tiny else 30, repeats))
+    report("optable_large", step_time(big, 256, device, 5 if tiny else 30, repeats))
     report(
         "optable_digits",
-        step_time("optable", [64, 256, 128, 10], 64, device, 20 if tiny else 200, repeats),
+        step_time([64, 256, 128, 10], 64, device, 20 if tiny else 200, repeats),
     )
     if not gpu_only:
         report("startup", startup(repeats))

@@ -29,8 +29,6 @@ second derivative of ``relu`` is 0 almost everywhere (its kink is not differenti
 
 from __future__ import annotations
 
-import builtins
-
 import torch
 from torch import Tensor
 from torch.autograd import Function
@@ -272,6 +270,3 @@ def mean(a, dim=None):
 def tanh(a):
     """tanh(a) = 2σ(2a) − 1, built from the table's sigmoid, mul and add."""
     return add(mul(sigmoid(mul(a, 2.0)), 2.0), -1.0)
-
-
-_ = builtins  # the module shadows sum/pow on purpose; builtins stays reachable

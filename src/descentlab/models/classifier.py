@@ -73,7 +73,11 @@ class Classifier(L.LightningModule):
         # is caught by the StopOnDivergence callback instead; labels come from our data).
         for stage in STAGES:
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(self.num_classes, average="micro", validate_args=False))
+            setattr(
+                self,
+                f"{stage}_acc",
+                MulticlassAccuracy(self.num_classes, average="micro", validate_args=False),
+            )
         self.penalty = MeanMetric(nan_strategy="disable")
         self._last_val_loss: tuple[int, Tensor] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
