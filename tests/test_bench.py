@@ -32,9 +32,14 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
     for item in ITEMS:
         assert item in results, item
     for item in ("overhead_mnist", "overhead_digits"):
-        for side in ("descentlab", "raw_loop"):
+        for side in ("descentlab", "raw_loop", "bare_lightning"):
             figure = results[item]["seconds_per_epoch"][side]
             assert figure["min"] <= figure["median"] <= figure["max"]
+        overhead = results[item]
+        # the two factors multiply to the ratio (all three are ratios of the same medians)
+        assert overhead["lightning_floor"] * overhead["over_lightning"] == pytest.approx(
+            overhead["ratio"]
+        )
     for item in ("optable_large", "optable_digits"):
         assert results[item]["seconds_per_step"]["native"]["median"] > 0
         assert results[item]["ratio"] > 0

@@ -100,6 +100,10 @@ def test_ddp_cpu_matches_one_process_with_the_global_batch(single_process_run, t
     assert_same_weights(final_weights(tmp_path), final_weights(single_process_run))
     output = proc.stdout + proc.stderr
     assert "verify_ops: rank 0 passed" in output and "verify_ops: rank 1 passed" in output
+    # epoch metrics are summed over both ranks' shards: the same numbers as one process
+    ddp, single = read_metrics(tmp_path), read_metrics(single_process_run)
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
 
 
 def free_port() -> int:

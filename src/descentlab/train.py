@@ -118,11 +118,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
+    from descentlab.runtime import configure_torch
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("flush_denormal", False):
-        torch.set_flush_denormal(True)
-    if cfg.get("float32_matmul_precision"):
-        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+    configure_torch(cfg)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)

@@ -8,7 +8,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+
+from descentlab.models.metrics import EpochLossAccuracy
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
@@ -67,17 +68,11 @@ class Classifier(L.LightningModule):
             raise ValueError("Classifier needs num_classes (or a net with .num_classes)")
         self.num_classes = int(num_classes)
         self.loss_fn = self._make_loss(net)
-        # One metric object per stage: torchmetrics accumulates on the device and syncs
-        # across ranks once per epoch, so the training loop never waits on the host.
-        # No per-update checks: they read values back to the host every step (a NaN loss
-        # is caught by the StopOnDivergence callback instead; labels come from our data).
+        # One metric per stage: it accumulates on the device and syncs across ranks once
+        # per epoch, so the training loop never waits on the host.
         for stage in STAGES:
-            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
-            setattr(
-                self,
-                f"{stage}_acc",
-                MulticlassAccuracy(self.num_classes, average="micro", validate_args=False),
-            )
+            setattr(self, f"{stage}_metrics", EpochLossAccuracy())
+        # nan_strategy="disable": no per-update NaN check (a host read per step)
         self.penalty = MeanMetric(nan_strategy="disable")
         self._last_val_loss: tuple[int, Tensor] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
@@ -104,19 +99,15 @@ class Classifier(L.LightningModule):
         loss = self.loss_fn(logits, y)
         # Accumulate on the device only; the epoch's values are logged once, at its end
         # (a self.log per step costs Lightning ~2 ms of bookkeeping, more than a small step).
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
-        getattr(self, f"{stage}_acc").update(logits.detach(), y)
+        getattr(self, f"{stage}_metrics").update(loss, logits, y)
         return loss
 
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         """Compute (synced across ranks), log and reset the stage's epoch metrics."""
-        values = {
-            f"{stage}/loss": getattr(self, f"{stage}_loss").compute(),
-            f"{stage}/acc": getattr(self, f"{stage}_acc").compute(),
-        }
+        metric = getattr(self, f"{stage}_metrics")
+        values = {f"{stage}/{name}": value for name, value in metric.compute().items()}
         self.log_dict(values, prog_bar=stage != "test", sync_dist=False)  # compute() already synced
-        getattr(self, f"{stage}_loss").reset()
-        getattr(self, f"{stage}_acc").reset()
+        metric.reset()
         return values
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
