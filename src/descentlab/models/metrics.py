@@ -18,9 +18,10 @@ class EpochLossAccuracy(Metric):
     ``MulticlassAccuracy(average="micro")`` give (the tests check both). It keeps three
     running sums, reduced across ranks by torchmetrics' ``dist_reduce_fx="sum"``.
 
-    Why not those two metrics: together they cost ~20 small tensor ops and two metric
-    wrappers per training step, which on a CPU is a measurable share of a step of a small
-    MLP (``make bench``); this is 7 ops and one wrapper, with no host reads.
+    Why not those two metrics: their per-step updates (argument handling, broadcasting,
+    stat-score bookkeeping, two metric wrappers) took ~180 µs per step on 2 CPU cores
+    against ~60 µs for these three in-place sums (timeit, same process), a measurable
+    share of a small MLP's ~1.8 ms step. No host reads either way.
     """
 
     full_state_update = False
