@@ -1,7 +1,8 @@
 """``make bench``: how much descentlab costs over a hand-written loop, and how fast it is.
 
-Every comparison runs both sides in this one benchmark run, alternating, and reports
-the ratio of medians. Per-epoch costs are slopes, (T(E2) − T(E1)) / (E2 − E1), from runs
+Every comparison runs all of its sides in this one benchmark run, alternating, and
+reports the ratio of medians (the framework-overhead items have three sides: train.py,
+a hand-written loop, and a bare Lightning Trainer). Per-epoch costs are slopes, (T(E2) − T(E1)) / (E2 − E1), from runs
 of two lengths, so start-up cancels. Results: a table on stdout and ``bench.json``
 (machine, versions, every figure with min/median/max over repeats).
 
@@ -103,7 +104,7 @@ def bare_lightning(
     """The least a Lightning user writes: the same loop as :func:`raw_loop` driven by a
     bare ``Trainer`` (no callbacks, loggers, checkpoints or metrics) over the same
     in-memory batches. What it costs over the raw loop is Lightning's own per-step and
-    per-epoch machinery, which no template on top of it can remove."""
+    per-epoch machinery: the floor for any template built on Lightning's Trainer."""
     import lightning as L
     import torch
     from torch import nn
