@@ -32,15 +32,8 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch, tmp_path):
     # run in a copy of notebooks/ so the logs it writes land in tmp_path
     workdir = tmp_path / "notebooks"
     workdir.mkdir()
+    # execute() raises CellExecutionError at the first cell that fails
     NotebookClient(
         book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     ).execute()
-    errors = [
-        o
-        for c in book.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-        if o.output_type == "error"
-    ]
-    assert not errors
     assert os.path.isdir(tmp_path / "logs")

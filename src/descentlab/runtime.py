@@ -20,8 +20,8 @@ def configure_torch(cfg: DictConfig) -> None:
     skip_nvml_probe_without_cuda()
 
 
-def skip_nvml_probe_without_cuda() -> bool:
-    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` when there is no CUDA device; True if it did.
+def skip_nvml_probe_without_cuda() -> None:
+    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` when there is no CUDA device.
 
     Importing Lightning sets it, so that asking whether CUDA is available never
     initializes CUDA (which would break processes forked later). torch then answers
@@ -36,5 +36,3 @@ def skip_nvml_probe_without_cuda() -> bool:
 
     if os.environ.get(NVML_CHECK) == "1" and not torch.cuda.is_available():
         del os.environ[NVML_CHECK]
-        return True
-    return False

@@ -114,7 +114,7 @@ class Classifier(L.LightningModule):
         loss = self._step("train", batch)
         if self.weight_decay > 0:
             penalty = self.weight_decay * l2_penalty(self.net)
-            self.penalty.update(penalty.detach(), weight=1.0)
+            self.penalty.update(penalty.detach())
             loss = loss + penalty
         return loss
 
