@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from omegaconf import DictConfig
 
 from descentlab.errors import CheckpointError
 
@@ -89,22 +88,3 @@ def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
                 f"because unpickling them could run arbitrary code ({first})"
             ) from None
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first})") from None
-
-
-def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``ckpt_path`` as given (checked), or ``last``: this run's last.ckpt if it has one,
-    else the newest ``last.ckpt`` under ``paths.log_dir``."""
-    if ckpt_path in (None, ""):
-        return None
-    if ckpt_path == "last":
-        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if own.is_file():
-            return str(own)
-        candidates = sorted(
-            Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime
-        )
-        if not candidates:
-            raise CheckpointError(f"ckpt_path=last: no last.ckpt found under {cfg.paths.log_dir}")
-        ckpt_path = str(candidates[-1])
-    load_checkpoint(ckpt_path)  # fail now, with one line, rather than deep inside Lightning
-    return str(ckpt_path)

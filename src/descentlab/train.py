@@ -2,6 +2,11 @@
 
 Data flows one way: config → instantiate → ``Trainer.fit`` → logs/checkpoints →
 ``metrics.json``. Everything that varies between experiments lives in the configs.
+
+``metrics.json`` describes the model the run keeps: ``train/*`` and ``val/*`` of the best
+epoch (the one whose weights are restored, saved and tested), ``test/*`` of those
+weights, the last epoch's values under ``last/``, and ``status``: ``completed``,
+``early_stopped``, ``diverged``, ``interrupted`` or ``failed`` (then with ``reason``).
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ if TYPE_CHECKING:
 # torch, lightning and the data libraries are imported inside the functions that need
 # them: a config mistake is reported before paying their import time.
 
+STATUSES = ("completed", "early_stopped", "diverged", "interrupted", "failed")
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers)."""
+
+def instantiate_group(group: DictConfig | None, **extra_for: Any) -> list[Any]:
+    """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers).
+
+    ``extra_for``, if given as ``extra_for=f``, maps a ``_target_`` to extra keyword arguments.
+    """
     from hydra.utils import instantiate
 
     if not group:
         return []
+    extra = extra_for.get("extra_for") or (lambda _target: {})
     return [
-        instantiate(node)
+        instantiate(node, **extra(str(node._target_)))
         for node in group.values()
         if isinstance(node, DictConfig) and "_target_" in node
     ]
@@ -47,21 +58,6 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN/inf
     return value
-
-
-def best_epoch_of(trainer: L.Trainer) -> int | None:
-    """The epoch whose weights the best checkpoint holds (``None`` without one)."""
-    import torch
-
-    for callback in trainer.callbacks:
-        best = getattr(callback, "best_epoch", None)
-        if best is not None:
-            return int(best)
-    ckpt = trainer.checkpoint_callback
-    path = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
-    if path and os.path.exists(path):
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    return None
 
 
 def save_atomically(obj: Any, path: Path) -> None:
@@ -78,7 +74,9 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(
+        json.dumps({k: _scalar(v) for k, v in metrics.items()}, indent=2, sort_keys=True) + "\n"
+    )
     os.replace(tmp, path)
 
 
@@ -86,7 +84,7 @@ def print_table(metrics: dict[str, Any], where: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="final metrics")
+    table = Table(title="final metrics (the kept model; last/ = the last epoch)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in sorted(metrics.items()):
@@ -98,12 +96,85 @@ def print_table(metrics: dict[str, Any], where: Path) -> None:
 
 def finish_loggers(loggers: list[Any]) -> None:
     """Close W&B runs so that each run of a multirun is its own W&B run, flushed to disk."""
+    from lightning.pytorch.loggers import WandbLogger
+
     for logger in loggers:
-        if (
-            type(logger).__name__ == "WandbLogger"
-            and getattr(logger, "_experiment", None) is not None
-        ):
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish()
+
+
+def check_initial_weights(model, cfg: DictConfig) -> None:
+    """Refuse a model whose weights are NaN/inf before the first step (a bad init or file)."""
+    from descentlab.errors import ConfigError
+    from descentlab.resume import non_finite_keys
+
+    bad = non_finite_keys(model.state_dict())
+    if bad:
+        source = OmegaConf.to_container(cfg.get("init") or {}, resolve=True)
+        source = {k: v for k, v in source.items() if k != "_target_"}
+        raise ConfigError(
+            "init", source,
+            f"an initializer that gives finite weights ({bad[0]} is not finite); a model.net.checkpoint "
+            f"with NaN/inf weights does the same",
+        )  # fmt: skip
+
+
+def kept_epoch(trainer: L.Trainer, history) -> int | None:
+    """The epoch whose weights the run keeps: early stopping's best, else the best checkpoint's."""
+    from descentlab.callbacks import RestoreBestEarlyStopping
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, RestoreBestEarlyStopping) and callback.best_epoch is not None:
+            return int(callback.best_epoch)
+    ckpt = best_checkpoint_callback(trainer)
+    if ckpt is not None and ckpt.monitor:
+        best = history.best_epoch(ckpt.monitor, ckpt.mode)
+        if best is not None:
+            return best
+    return history.last_epoch
+
+
+def best_checkpoint_callback(trainer: L.Trainer):
+    """The first ``ModelCheckpoint`` that monitors a metric (``best.ckpt``), if any."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return next(
+        (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None
+    )
+
+
+def holds_best_weights(trainer: L.Trainer) -> bool:
+    from descentlab.callbacks import RestoreBestEarlyStopping
+
+    return any(
+        isinstance(cb, RestoreBestEarlyStopping) and cb.best_weights is not None
+        for cb in trainer.callbacks
+    )
+
+
+def early_stopped(trainer: L.Trainer) -> bool:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return any(isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0 for cb in trainer.callbacks)
+
+
+def epoch_metrics(trainer: L.Trainer, history) -> dict[str, Any]:
+    """``train/*``, ``val/*`` (and extras) of the kept epoch, the last epoch's under ``last/``."""
+    best, last = kept_epoch(trainer, history), history.last_epoch
+    metrics: dict[str, Any] = dict(history.epoch(best))
+    metrics.update({f"last/{k}": v for k, v in history.epoch(last).items()})
+    metrics["best_epoch"] = best
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    return metrics
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line: the message of a user error, else ``Type: message``."""
+    from descentlab.cli import one_line
+
+    message = one_line(str(err))
+    return message if isinstance(err, DescentlabError) else f"{type(err).__name__}: {message}"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -112,68 +183,102 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     validate(cfg)
     import lightning as L
-    import torch
     from hydra.utils import instantiate
+
+    from descentlab import resume
+    from descentlab.callbacks import GracefulStop, MetricsHistory, RunInterrupted, StopRequest
+    from descentlab.checkpoints import load_checkpoint
+    from descentlab.errors import DivergenceError
+    from descentlab.loggers import resume_kwargs
+    from descentlab.runtime import configure_torch
 
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
-    from descentlab.runtime import configure_torch
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     configure_torch(cfg)
+    output_dir = Path(cfg.paths.output_dir)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
+    check_initial_weights(model, cfg)
+    ckpt_path = resume.resolve(cfg.get("ckpt_path"), cfg)
+    resuming = resume.check(ckpt_path, cfg, model) if ckpt_path else None
+
+    history = MetricsHistory()
+    stop_request = StopRequest()
+    callbacks = [
+        history,
+        *instantiate_group(cfg.get("callbacks")),
+        resume.ConfigInCheckpoint(cfg),
+        GracefulStop(stop_request, output_dir / "checkpoints" / "last.ckpt"),
+    ]
+
+    def logger_extra(target: str) -> dict[str, Any]:
+        return resume_kwargs(target, resuming.global_step) if resuming else {}
+
+    loggers = instantiate_group(cfg.get("logger"), extra_for=logger_extra)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(
             {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
         )
 
-    from descentlab.checkpoints import resolve_ckpt_path
+    def record(status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
+        metrics = {**epoch_metrics(trainer, history), **extra, "status": status}
+        if reason:
+            metrics["reason"] = reason
+        return metrics
 
-    trainer.fit(
-        model,
-        datamodule=datamodule,
-        ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), cfg),
-        weights_only=True,
+    previous_handler = stop_request.install()  # SIGTERM before training: stop when it starts
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except Exception as err:
+        status = (
+            "diverged" if isinstance(err, DivergenceError)
+            else "interrupted" if isinstance(err, RunInterrupted)
+            else "failed"
+        )  # fmt: skip
+        if trainer.is_global_zero:
+            finish_loggers(loggers)
+            write_metrics(output_dir / "metrics.json", record(status, failure_reason(err)))
+        raise
+    finally:
+        stop_request.restore(previous_handler)
+
+    ckpt = best_checkpoint_callback(trainer)
+    best_path = ckpt.best_model_path if ckpt is not None else ""
+    interrupted = trainer.interrupted or stop_request.signum is not None
+    status = (
+        "interrupted" if interrupted else "early_stopped" if early_stopped(trainer) else "completed"
     )
-    metrics: dict[str, Any] = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
-
-    ckpt = trainer.checkpoint_callback
-    best_path = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
-    metrics["best_epoch"] = best_epoch_of(trainer)
-    metrics["epochs"] = trainer.current_epoch
-    metrics["global_step"] = trainer.global_step
+    metrics = record(status)
     # After fit the model holds the best epoch's weights when early stopping restored them;
     # otherwise test the best checkpoint.
-    holds_best = any(getattr(cb, "best_weights", None) is not None for cb in trainer.callbacks)
-    test_ckpt = (
-        best_path
-        if (best_path and not holds_best and not cfg.trainer.get("fast_dev_run"))
-        else None
-    )
-    if test_ckpt:
-        model.load_state_dict(
-            torch.load(test_ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        )
-    model_path = Path(cfg.paths.output_dir) / "model.pt"
+    if best_path and not holds_best_weights(trainer) and not cfg.trainer.get("fast_dev_run"):
+        model.load_state_dict(load_checkpoint(best_path)["state_dict"])
+    model_path = output_dir / "model.pt"
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         save_atomically(model.net.state_dict(), model_path)  # the final (best) network
-    if cfg.get("test", True) and not trainer.interrupted:
+    if cfg.get("test", True) and not interrupted:
         results = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: _scalar(v) for k, v in (results[0] if results else {}).items()})
     metrics["ckpt_path"] = best_path or None
     metrics["model_path"] = str(model_path) if model_path.exists() else None
 
     finish_loggers(loggers)
-    output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         print_table(metrics, output_dir / "metrics.json")
+    if stop_request.signum is not None:
+        raise RunInterrupted(
+            "stopped by SIGTERM after training (the test was skipped)", signum=stop_request.signum
+        )
+    if trainer.interrupted:
+        import signal
+
+        raise RunInterrupted("stopped by Ctrl-C (SIGINT)", signum=signal.SIGINT)
     return metrics
 
 
@@ -190,17 +295,59 @@ def _user_error(err: BaseException) -> Exception | None:
     return None
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def main(cfg: DictConfig) -> float | None:
-    """Hydra task: run, and turn user errors into one line and exit code 1."""
+    """Hydra task: run, and report how it ended.
+
+    - A user error (bad value, missing file, divergence) is one line and exit code 1; in
+      a multirun the job is recorded (``metrics.json`` with ``status`` and ``reason``)
+      and the sweep goes on with the next job.
+    - A signal (SIGTERM, Ctrl-C) stops the run resumably and exits 128 + the signal
+      number, also in a multirun: the sweep does not start its next job.
+    - Resuming a finished run says so and exits 0 without writing anything.
+    """
+    from descentlab.callbacks import RunInterrupted
+    from descentlab.cli import one_line
+    from descentlab.resume import RunAlreadyFinished
+    from descentlab.run_dir import remove_if_empty
+
+    output_dir = Path(cfg.paths.output_dir)
     try:
         metrics = run(cfg)
+    except RunAlreadyFinished as done:
+        print(f"descentlab: {done}", file=sys.stderr)
+        remove_if_empty(output_dir)
+        return None
+    except RunInterrupted as stop:
+        print(f"descentlab: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     except Exception as err:
         user_error = _user_error(err)
-        if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        from descentlab.cli import one_line
+        full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+        if not in_multirun():
+            if user_error is None or full_error:
+                raise
+            print(f"descentlab: error: {one_line(str(user_error))}", file=sys.stderr)
+            remove_if_empty(output_dir)
+            sys.exit(1)
+        # A sweep records the failed job and goes on.
+        if user_error is None or full_error:
+            import traceback
 
-        print(f"descentlab: error: {one_line(str(user_error))}", file=sys.stderr)
-        sys.exit(1)
+            traceback.print_exc()
+        reason = failure_reason(user_error or err)
+        print(
+            f"descentlab: error: {reason} (job recorded as failed; the sweep goes on)",
+            file=sys.stderr,
+        )
+        if not (output_dir / "metrics.json").is_file():
+            write_metrics(output_dir / "metrics.json", {"status": "failed", "reason": reason})
+        return None
     value = metrics.get(cfg.get("optimized_metric") or "")
     return value if isinstance(value, (int, float)) else None

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from descentlab.errors import DivergenceError
+
+
+def last_written_checkpoint(trainer) -> str | None:
+    """The most recently written checkpoint file of this run, if one exists."""
+    paths = [
+        Path(path)
+        for cb in trainer.callbacks
+        if isinstance(cb, ModelCheckpoint)
+        for path in (cb.last_model_path, cb.best_model_path)
+        if path
+    ]
+    existing = [p for p in paths if p.is_file()]
+    return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
 
 
 class StopOnDivergence(L.Callback):
@@ -30,8 +45,13 @@ class StopOnDivergence(L.Callback):
             return
         value = loss.item()  # one host read, no extra tensor ops
         if not math.isfinite(value):
+            saved = last_written_checkpoint(trainer)
+            kept = (
+                f"the last good checkpoint is {saved}"
+                if saved
+                else "no checkpoint was written before it"
+            )
             raise DivergenceError(
                 f"the training loss became {value} at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}); lower optimizer.lr or check the data. The last good checkpoint "
-                f"is kept in {getattr(trainer.checkpoint_callback, 'dirpath', None) or 'the run dir'}"
+                f"{trainer.current_epoch}); lower optimizer.lr or check the data; {kept}"
             )

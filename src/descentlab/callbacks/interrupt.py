@@ -1,0 +1,98 @@
+"""SIGTERM (what SLURM, Kubernetes and ``kill`` send): stop at a step boundary, resumably."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Checkpoint
+
+from descentlab.errors import DescentlabError
+
+
+class RunInterrupted(DescentlabError):
+    """The run was asked to stop (a signal); ``last.ckpt`` holds where it stopped."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM, checkpoint: str | None = None):
+        super().__init__(message)
+        self.signum, self.checkpoint = signum, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)  # the shell's convention: 143 for SIGTERM
+
+
+class StopRequest:
+    """A flag raised by SIGTERM. The handler only records the request: the training
+    loop acts on it at the next step boundary, where the state can be saved whole."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def install(self):
+        """Make this the SIGTERM handler; return the previous one (``None`` off the main thread)."""
+        try:
+            return signal.signal(signal.SIGTERM, self.handler)
+        except ValueError:  # not the main thread (e.g. a notebook's worker): nothing to catch
+            return None
+
+    @staticmethod
+    def restore(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class GracefulStop(Checkpoint):
+    """On SIGTERM, write ``last.ckpt`` at the next step boundary and stop the run.
+
+    - Between two batches of an epoch: the checkpoint is the same mid-epoch state a
+      step-based ``last.ckpt`` holds, and ``ckpt_path=last`` continues with the next batch.
+    - During an epoch's last batch or its validation: the epoch is finished first, and the
+      checkpoint is written after early stopping and the other checkpoints of that epoch
+      (a :class:`Checkpoint` subclass added last runs after them), i.e. an end-of-epoch state.
+
+    All ranks of a DDP job stop at the same step: the request is or-reduced across ranks
+    every batch (only when there are several). Lightning's own SIGTERM handling, which
+    raises ``SystemExit(0)`` mid-loop, is replaced while training runs.
+    """
+
+    def __init__(self, request: StopRequest, path: str | Path):
+        self.request = request
+        self.path = str(path)
+        self._replaced = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning installed its handler at fit start; ours replaces it while training.
+        self._replaced = self.request.install()
+
+    def _requested(self, trainer) -> bool:
+        asked = self.request.signum is not None
+        if trainer.world_size > 1:
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        return bool(asked)
+
+    def _stop(self, trainer, where: str) -> None:
+        trainer.save_checkpoint(self.path)
+        raise RunInterrupted(
+            f"stopped by SIGTERM {where} (epoch {trainer.current_epoch}, step "
+            f"{trainer.global_step}); resume with ckpt_path=last from {self.path}",
+            signum=self.request.signum or signal.SIGTERM,
+            checkpoint=self.path,
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # finish the epoch (validation, early stopping) first
+        if self._requested(trainer):
+            self._stop(trainer, "between two training steps")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._requested(trainer):
+            self._stop(trainer, "at the end of an epoch")
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self.request.restore(self._replaced)
+        self._replaced = None

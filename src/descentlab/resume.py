@@ -1,0 +1,181 @@
+"""Resuming a run: which checkpoint, whether it fits this config, whether there is anything left to do.
+
+``ckpt_path=last`` means this run dir's ``checkpoints/last.ckpt`` and nothing else: a
+resume never picks up another run's weights. Before Lightning sees the checkpoint it is
+checked here, each problem one line:
+
+- it is a training checkpoint (not a ``model.pt``), with finite weights;
+- it was trained with the same ``model``, ``data``, ``optimizer``, ``init`` and ``seed``
+  (recorded in the checkpoint by :class:`ConfigInCheckpoint`). A resume restores the
+  optimizer's state and hyperparameters, the data order and the weights from the file,
+  so a change there would be silently ignored or would not load: it is refused, naming
+  the keys. ``trainer.*``, ``callbacks``, ``logger`` and ``test`` may change;
+- there is something left to train: a checkpoint whose run early-stopped or reached
+  ``trainer.max_epochs`` is finished (:class:`RunAlreadyFinished`, exit 0, nothing written).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from descentlab.checkpoints import load_checkpoint
+from descentlab.errors import CheckpointError, ConfigError, DescentlabError
+
+# Config sections a resumed run must share with the checkpoint's run.
+RESUME_FIXED = ("model", "data", "optimizer", "init", "seed")
+CONFIG_KEY = "descentlab_config"
+
+
+class RunAlreadyFinished(DescentlabError):
+    """Resuming a run that has nothing left to train (reported as one line, exit 0)."""
+
+
+def fixed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved sections a resume may not change (see module docstring)."""
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig)
+            else cfg.get(key) for key in RESUME_FIXED if key in cfg}  # fmt: skip
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+class ConfigInCheckpoint(L.Callback):
+    """Store the run's fixed config sections in every checkpoint it writes."""
+
+    def __init__(self, cfg: DictConfig):
+        self.config = fixed_config(cfg)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+@dataclass
+class Resume:
+    """A checked checkpoint to resume from."""
+
+    path: str
+    global_step: int
+    epochs_done: int
+
+
+def epochs_done(checkpoint: dict) -> int:
+    """Epochs fully trained when the checkpoint was written (an epoch in progress not counted)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    return int(progress.get("current", {}).get("processed", checkpoint.get("epoch", 0)))
+
+
+def early_stopped(checkpoint: dict) -> bool:
+    for name, state in checkpoint.get("callbacks", {}).items():
+        if "EarlyStopping" in str(name) and isinstance(state, dict):
+            if state.get("stopped_epoch", 0) > 0 or state.get("stopping_reason", 0) not in (
+                0,
+                None,
+            ):
+                return True
+    return False
+
+
+def newest_last_checkpoint(log_dir: str | Path) -> Path | None:
+    candidates = sorted(Path(log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime)
+    return candidates[-1] if candidates else None
+
+
+def resolve(ckpt_path: str | None, cfg: DictConfig) -> str | None:
+    """``ckpt_path`` as given, or ``last``: this run dir's ``checkpoints/last.ckpt``."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path != "last":
+        return str(ckpt_path)
+    output_dir = Path(cfg.paths.output_dir)
+    own = output_dir / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return str(own)
+    newest = newest_last_checkpoint(cfg.paths.log_dir)
+    hint = (
+        f"; the newest under {cfg.paths.log_dir} is {newest}: resume it with "
+        f"hydra.run.dir={newest.parent.parent}"
+        if newest is not None
+        else ""
+    )
+    raise CheckpointError(f"ckpt_path=last: {output_dir} has no checkpoints/last.ckpt{hint}")
+
+
+def non_finite_keys(state: dict[str, Any]) -> list[str]:
+    return [
+        key
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]  # fmt: skip
+
+
+def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
+    """Load ``path`` and refuse, in one line, anything that cannot resume into ``cfg``/``model``."""
+    checkpoint = load_checkpoint(path)
+    if "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise CheckpointError(
+            f"ckpt_path={path} holds network weights only (a model.pt), not a training checkpoint: "
+            f"resume from a run's checkpoints/last.ckpt; model.net.checkpoint=PATH starts a backbone "
+            f"from such weights"
+        )
+    bad = non_finite_keys(checkpoint["state_dict"])
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}); it cannot be "
+            f"resumed: resume an earlier checkpoint or start a new run"
+        )
+    saved = checkpoint.get(CONFIG_KEY)
+    if saved is not None:
+        before, now = flatten(saved), flatten(fixed_config(cfg))
+        differing = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if differing:
+            shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differing[:4])
+            more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
+            raise CheckpointError(
+                f"cannot resume {path} with a different config ({shown}{more}): a resume keeps the "
+                f"checkpoint's model, data, optimizer, init and seed; drop these overrides, or start "
+                f"a new run (another hydra.run.dir) to change them"
+            )
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if hasattr(v, "shape")}
+    mismatched = sorted(
+        k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+    )
+    if mismatched:
+        key = mismatched[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {key} is {found.get(key)} in the checkpoint, "
+            f"{expected.get(key)} here ({len(mismatched)} tensors differ); resume with the model "
+            f"config it was trained with"
+        )
+    done = epochs_done(checkpoint)
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs not in (None, -1) and done > max_epochs:
+        raise ConfigError(
+            "trainer.max_epochs", max_epochs,
+            f"at least {done}: the checkpoint {path} has already trained {done} epochs",
+        )  # fmt: skip
+    if early_stopped(checkpoint) or (max_epochs not in (None, -1) and done == max_epochs):
+        why = (
+            "early-stopped"
+            if early_stopped(checkpoint)
+            else f"reached trainer.max_epochs={max_epochs}"
+        )
+        raise RunAlreadyFinished(
+            f"nothing to resume: the run of {path} already finished ({why} after {done} epochs); "
+            f"its results are unchanged (raise trainer.max_epochs to train a run that did not early-stop)"
+        )
+    return Resume(str(path), int(checkpoint.get("global_step", 0)), done)

@@ -1,0 +1,102 @@
+"""One writer per run dir: a lock held for the life of the process, and what a run dir may hold.
+
+The lock is ``RUN_DIR/.lock``, locked with ``fcntl.flock`` and holding the owner's PID and
+host. The kernel releases a flock when its process dies, however it dies (``kill -9``
+included), so a lock left by a crash is simply taken over: a stale file is detected by
+the lock being free, the PID is there for the message. Only rank 0 of a distributed job
+takes it (all ranks of a job share the run dir).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from descentlab.errors import DescentlabError
+
+LOCK_NAME = ".lock"
+_held: dict[Path, int] = {}  # run dir -> open fd; kept open (locked) until the process exits
+_created: set[Path] = set()  # run dirs this process created
+
+
+class RunDirError(DescentlabError):
+    """The run dir cannot be used: in use, not writable, a file, or holding another run."""
+
+
+def is_rank_zero() -> bool:
+    """True unless the environment says this is a non-zero rank (torchrun, Lightning, SLURM)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        value = os.environ.get(key)
+        if value not in (None, "", "0"):
+            return False
+    return True
+
+
+def prepare(run_dir: str | Path) -> Path:
+    """Create ``run_dir`` (or check it) and make sure it can be written, one line if not."""
+    path = Path(run_dir).resolve()
+    if path.exists() and not path.is_dir():
+        raise RunDirError(
+            f"run dir {path} is an existing file, not a directory: choose another hydra.run.dir"
+        )
+    if not path.exists():
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise RunDirError(f"cannot create run dir {path}: {err.strerror}") from None
+        _created.add(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"run dir {path} is not writable: choose another hydra.run.dir")
+    return path
+
+
+def lock(run_dir: str | Path) -> None:
+    """Take ``run_dir``'s lock for this process, or raise one line naming its holder."""
+    path = prepare(run_dir)
+    if path in _held:
+        return
+    lock_file = path / LOCK_NAME
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunDirError(f"cannot write {lock_file}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise RunDirError(
+                f"run dir {path} is in use by {holder}: one run writes to a run dir at a time; "
+                f"wait for it, or choose another hydra.run.dir"
+            ) from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except OSError as err:
+        os.close(fd)
+        raise RunDirError(f"cannot write {lock_file}: {err.strerror}") from None
+    _held[path] = fd
+
+
+def holds_a_run(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` already has a run's results (checkpoints or metrics.json)."""
+    path = Path(run_dir)
+    return (path / "metrics.json").is_file() or any((path / "checkpoints").glob("*.ckpt"))
+
+
+def remove_if_empty(run_dir: str | Path) -> None:
+    """Remove a run dir this process created when it holds only Hydra's own files."""
+    path = Path(run_dir).resolve()
+    if path not in _created or not path.is_dir():
+        return
+    leftovers = {p.name for p in path.iterdir()} - {".hydra", "train.log", LOCK_NAME}
+    if leftovers:
+        return
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
