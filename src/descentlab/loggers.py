@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,7 @@ def wandb_logger(offline: bool | None = None, resume: bool = False, **kwargs):
     if resume and id_file.is_file() and not kwargs.get("id"):
         kwargs.update(id=id_file.read_text().strip(), resume="allow")
     if not kwargs.get("id"):
-        from wandb.util import generate_id
-
-        kwargs["id"] = generate_id()
+        kwargs["id"] = secrets.token_hex(4)  # W&B run ids: lowercase letters and digits
     id_file.write_text(kwargs["id"] + "\n")
     return WandbLogger(offline=offline, **kwargs)
 
