@@ -63,6 +63,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            # torch reports a full disk as a RuntimeError whose context is the OSError:
+            # re-raise the OSError, naming the checkpoint rather than the temporary file
+            cause = err
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, str(path)) from err
         finally:
             if tmp.exists():
                 tmp.unlink()

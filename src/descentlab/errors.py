@@ -17,6 +17,10 @@ class DataNotFoundError(DescentlabError):
     """A dataset is not on disk and downloading was not asked for."""
 
 
+class DataError(DescentlabError):
+    """Dataset files exist but cannot be used (wrong format, labels out of range)."""
+
+
 class DivergenceError(DescentlabError):
     """The loss became NaN or infinite."""
 

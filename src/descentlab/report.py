@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+FINISHED = ("completed", "early_stopped")  # runs whose metrics can be ranked
 TABLE_COLUMNS = (
     "train/loss",
     "val/loss",
@@ -27,6 +29,7 @@ TABLE_COLUMNS = (
     "test/acc",
     "best_epoch",
     "epochs",
+    "status",
 )
 
 
@@ -41,6 +44,14 @@ class Run:
     final: dict
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     label: str = ""
+
+    @property
+    def status(self) -> str:
+        return str(self.final.get("status", "completed"))  # files from before status existed
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -78,6 +89,13 @@ def read_overrides(run_dir: Path) -> list[str]:
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    try:
+        return _read_curves(run_dir)
+    except (ValueError, KeyError, csv.Error, UnicodeDecodeError) as err:
+        raise ReportError(f"{run_dir / 'csv' / 'metrics.csv'} cannot be read ({err})") from None
+
+
+def _read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch values of each metric from Lightning's CSV log (last value per epoch)."""
     path = run_dir / "csv" / "metrics.csv"
     if not path.is_file():
@@ -103,16 +121,42 @@ def label_runs(runs: list[Run]) -> None:
         run.label = " ".join(differing) or run.path.name
 
 
+def _number(value):
+    """``train.py`` writes NaN and ±inf as the strings "nan", "inf", "-inf" (JSON has none)."""
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+        return float(value)
+    return value
+
+
+def read_final(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    try:
+        final = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path} cannot be read ({err}): remove that run or rerun it") from None
+    if not isinstance(final, dict):
+        raise ReportError(f"{path} is not a metrics.json (expected an object of metrics)")
+    return {key: _number(value) for key, value in final.items()}
+
+
 def load_runs(paths: list[Path]) -> list[Run]:
     runs = []
     for run_dir in find_runs(paths):
-        final = json.loads((run_dir / "metrics.json").read_text())
-        runs.append(Run(run_dir, read_overrides(run_dir), final, read_curves(run_dir)))
+        runs.append(
+            Run(run_dir, read_overrides(run_dir), read_final(run_dir), read_curves(run_dir))
+        )
     label_runs(runs)
+    for run in runs:
+        if not run.finished:
+            run.label += f" [{run.status}]"
     return runs
 
 
 def check_comparable(runs: list[Run], metric: str) -> None:
+    """The finished runs can be ranked by ``metric``; failed/diverged ones are listed after them."""
+    runs = [r for r in runs if r.finished]
+    if not runs:
+        return
     missing = [r.label for r in runs if metric not in r.final]
     if missing:
         raise ReportError(
@@ -128,18 +172,36 @@ def check_comparable(runs: list[Run], metric: str) -> None:
         )
 
 
-def markdown_table(runs: list[Run], metric: str) -> str:
+def rank(runs: list[Run], metric: str) -> list[Run]:
+    """Finished runs best first by ``metric`` (NaN last), then the others in their order."""
     lower_is_better = metric.endswith("loss")
-    ranked = sorted(runs, key=lambda r: r.final[metric], reverse=not lower_is_better)
+
+    def key(run: Run) -> tuple[bool, float]:
+        value = run.final.get(metric)
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return (True, 0.0)
+        return (False, value if lower_is_better else -value)
+
+    return sorted((r for r in runs if r.finished), key=key) + [r for r in runs if not r.finished]
+
+
+def markdown_table(runs: list[Run], metric: str) -> str:
     columns = [c for c in TABLE_COLUMNS if any(c in r.final for r in runs)]
     lines = ["| run | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for run in ranked:
+    for run in rank(runs, metric):
         cells = []
         for column in columns:
             value = run.final.get(column)
-            cells.append(f"{value:.4f}" if isinstance(value, float) else str(value))
+            cells.append(
+                "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+            )
         lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    reasons = [
+        f"- {run.label}: {run.final['reason']}"
+        for run in runs
+        if not run.finished and run.final.get("reason")
+    ]
+    return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
 
 
 def plot_curves(runs: list[Run], path: Path) -> None:

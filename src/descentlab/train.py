@@ -173,6 +173,9 @@ def failure_reason(err: BaseException) -> str:
     """One line: the message of a user error, else ``Type: message``."""
     from descentlab.cli import one_line
 
+    storage = _storage_error(err)
+    if storage is not None:
+        return str(storage)
     message = one_line(str(err))
     return message if isinstance(err, DescentlabError) else f"{type(err).__name__}: {message}"
 
@@ -241,8 +244,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             else "failed"
         )  # fmt: skip
         if trainer.is_global_zero:
-            finish_loggers(loggers)
-            write_metrics(output_dir / "metrics.json", record(status, failure_reason(err)))
+            try:
+                finish_loggers(loggers)
+                write_metrics(output_dir / "metrics.json", record(status, failure_reason(err)))
+            except OSError:  # e.g. the disk that made the run fail is still full
+                pass
         raise
     finally:
         stop_request.restore(previous_handler)
@@ -295,6 +301,26 @@ def _user_error(err: BaseException) -> Exception | None:
     return None
 
 
+class StorageError(DescentlabError):
+    """A file of the run could not be written (disk full, read-only file system, ...)."""
+
+
+def _storage_error(err: BaseException) -> StorageError | None:
+    """A one-line error for the OSErrors a user fixes outside the code (space, permissions)."""
+    import errno
+
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (
+            errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+        ):  # fmt: skip
+            where = err.filename or "a file of the run"
+            return StorageError(
+                f"cannot write {where}: {err.strerror} (the files written before are kept)"
+            )
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -328,7 +354,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"descentlab: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except Exception as err:
-        user_error = _user_error(err)
+        user_error = _user_error(err) or _storage_error(err)
         full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
         if not in_multirun():
             if user_error is None or full_error:
@@ -347,7 +373,10 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         if not (output_dir / "metrics.json").is_file():
-            write_metrics(output_dir / "metrics.json", {"status": "failed", "reason": reason})
+            try:
+                write_metrics(output_dir / "metrics.json", {"status": "failed", "reason": reason})
+            except OSError:
+                pass
         return None
     value = metrics.get(cfg.get("optimized_metric") or "")
     return value if isinstance(value, (int, float)) else None

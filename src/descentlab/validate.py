@@ -6,9 +6,10 @@ Hydra itself rejects unknown group options and keys before we get here.
 
 from __future__ import annotations
 
+import math
 import os
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from descentlab.errors import ConfigError
 
@@ -17,36 +18,69 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_number(key: str, value, allowed: str, ok) -> None:
+    """``value`` must be a finite number (not a string such as 'abc', not nan/inf) with ``ok(value)``."""
+    if value is None:
+        return
+    if not _is_number(value) or not ok(value):
+        raise ConfigError(key, value, allowed)
+
+
+def _in_unit_interval(key: str, value) -> None:
+    _check_number(key, value, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
 def _check_data(data: DictConfig) -> None:
     batch_size = data.get("batch_size")
     if not (batch_size == "full" or _positive_int(batch_size)):
         raise ConfigError("data.batch_size", batch_size, "a positive integer or 'full'")
     if not _positive_int(data.get("eval_batch_size", 1)):
         raise ConfigError("data.eval_batch_size", data.get("eval_batch_size"), "a positive integer")
-    fraction = data.get("train_fraction", 1.0)
-    if not isinstance(fraction, (int, float)) or not (0 < fraction <= 1):
-        raise ConfigError("data.train_fraction", fraction, "a number in (0, 1]")
+    _check_number("data.train_fraction", data.get("train_fraction"), "a number in (0, 1]",
+                  lambda v: 0 < v <= 1)  # fmt: skip
+    for key in ("val_fraction", "test_fraction"):
+        _check_number(f"data.{key}", data.get(key), "a number in (0, 1)", lambda v: 0 < v < 1)
+    val, test = data.get("val_fraction"), data.get("test_fraction")
+    if val is not None and test is not None and val + test >= 1:
+        raise ConfigError(
+            "data.val_fraction", val,
+            f"a fraction that leaves training data: val_fraction + test_fraction ({test}) < 1",
+        )  # fmt: skip
+    val_size = data.get("val_size")
+    if val_size is not None and not _positive_int(val_size):
+        raise ConfigError(
+            "data.val_size", val_size, "a positive integer (images held out for validation)"
+        )
     classes = data.get("classes")
     if classes is not None:
         total = data.get("num_classes_total", 10)
-        values = list(classes)
+        values = list(classes) if isinstance(classes, ListConfig) else classes
         if (
-            not values
+            not isinstance(values, list)
+            or len(values) < 2
             or any(not isinstance(c, int) or not 0 <= c < total for c in values)
             or len(set(values)) != len(values)
         ):
             raise ConfigError(
-                "data.classes", values, f"a non-empty list of distinct class ids in 0..{total - 1}"
-            )
+                "data.classes", values,
+                f"a list of at least 2 distinct class ids in 0..{total - 1} (one class is no classification task)",
+            )  # fmt: skip
 
 
 def _check_net(net: DictConfig) -> None:
     hidden = net.get("hidden_dims")
-    if hidden is not None and not all(_positive_int(w) for w in hidden):
-        raise ConfigError("model.net.hidden_dims", list(hidden), "a list of positive integers")
-    dropout = net.get("dropout", 0.0)
-    if dropout is not None and not (0 <= dropout < 1):
-        raise ConfigError("model.net.dropout", dropout, "a rate in [0, 1)")
+    if hidden is not None and not (
+        isinstance(hidden, ListConfig) and all(_positive_int(w) for w in hidden)
+    ):
+        shown = list(hidden) if isinstance(hidden, ListConfig) else hidden
+        raise ConfigError(
+            "model.net.hidden_dims", shown, "a list of positive integers, e.g. [256,128]"
+        )
+    _check_number("model.net.dropout", net.get("dropout"), "a rate in [0, 1)", lambda v: 0 <= v < 1)
     if str(net.get("_target_", "")).endswith("Backbone"):
         from descentlab.models.backbone import classification_models
 
@@ -66,22 +100,24 @@ def _check_net(net: DictConfig) -> None:
 
 
 def _check_optimizer(optimizer: DictConfig) -> None:
-    lr = optimizer.get("lr")
-    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
-        raise ConfigError("optimizer.lr", lr, "a positive number")
+    _check_number("optimizer.lr", optimizer.get("lr"), "a positive number", lambda v: v > 0)
+    _check_number("optimizer.eps", optimizer.get("eps"), "a number >= 0", lambda v: v >= 0)
     for key in ("mu", "momentum", "beta", "dampening"):
-        value = optimizer.get(key)
-        if value is not None and not (0 <= value < 1):
-            raise ConfigError(f"optimizer.{key}", value, "a number in [0, 1)")
+        _in_unit_interval(f"optimizer.{key}", optimizer.get(key))
     betas = optimizer.get("betas")
-    if betas is not None and not all(0 <= b < 1 for b in betas):
-        raise ConfigError("optimizer.betas", list(betas), "two numbers in [0, 1)")
-    weight_decay = optimizer.get("weight_decay")
-    if weight_decay is not None and weight_decay < 0:
-        raise ConfigError("optimizer.weight_decay", weight_decay, "a number >= 0")
+    if betas is not None and not (
+        isinstance(betas, ListConfig)
+        and len(betas) == 2
+        and all(_is_number(b) and 0 <= b < 1 for b in betas)
+    ):
+        shown = list(betas) if isinstance(betas, ListConfig) else betas
+        raise ConfigError("optimizer.betas", shown, "two numbers in [0, 1)")
+    _check_number("optimizer.weight_decay", optimizer.get("weight_decay"), "a number >= 0",
+                  lambda v: v >= 0)  # fmt: skip
 
 
 def _check_trainer(trainer: DictConfig) -> None:
+    _check_devices(trainer)
     max_epochs = trainer.get("max_epochs")
     if max_epochs is not None and max_epochs != -1 and not _positive_int(max_epochs):
         raise ConfigError(
@@ -92,6 +128,47 @@ def _check_trainer(trainer: DictConfig) -> None:
         raise ConfigError("trainer.min_epochs", min_epochs, "an integer >= 0")
 
 
+def _check_devices(trainer: DictConfig) -> None:
+    """On the CPU, more processes than cores only slow every one of them down (and 99
+    processes on 2 cores never finish starting): refused rather than capped, so that the
+    global batch (devices × data.batch_size) is always what was asked for."""
+    devices = trainer.get("devices")
+    if devices in (None, "auto", -1, "-1") or isinstance(devices, ListConfig):
+        return
+    if not _positive_int(devices):
+        raise ConfigError(
+            "trainer.devices", devices, "a positive integer, 'auto' or a list of device ids"
+        )
+    cores = os.cpu_count() or 1
+    accelerator = trainer.get("accelerator", "auto")
+    if devices > cores and (accelerator == "cpu" or (accelerator == "auto" and not _has_cuda())):
+        raise ConfigError(
+            "trainer.devices", devices, f"at most {cores} on this machine's CPU ({cores} cores)"
+        )
+    num_nodes = trainer.get("num_nodes", 1)
+    if not _positive_int(num_nodes):
+        raise ConfigError("trainer.num_nodes", num_nodes, "a positive integer")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+        raise ConfigError("seed", seed, f"an integer in 0..{2**32 - 1}")
+    precision = cfg.get("float32_matmul_precision")
+    if precision not in (None, "highest", "high", "medium"):
+        raise ConfigError(
+            "float32_matmul_precision", precision, "one of highest, high, medium or null"
+        )
+    if not isinstance(cfg.get("flush_denormal", False), bool):
+        raise ConfigError("flush_denormal", cfg.get("flush_denormal"), "true or false")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value found."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -99,12 +176,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             missing[0], "???", "a value is required here (set it on the command line)"
         )
+    _check_top_level(cfg)
     _check_data(cfg.data)
     _check_net(cfg.model.get("net", {}))
     _check_optimizer(cfg.model.get("optimizer", {}))
-    weight_decay = cfg.model.get("weight_decay", 0.0)
-    if weight_decay is not None and weight_decay < 0:
-        raise ConfigError("model.weight_decay", weight_decay, "a number >= 0")
+    _check_number("model.weight_decay", cfg.model.get("weight_decay"), "a number >= 0",
+                  lambda v: v >= 0)  # fmt: skip
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "", "last") and not os.path.isfile(ckpt_path):

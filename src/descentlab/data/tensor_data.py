@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ConfigError, DataError
 
 Split = tuple[Tensor, Tensor]
 
@@ -92,6 +92,20 @@ class TensorBatches:
         self._resume_from = int(state.get("batches_done", 0))
 
 
+def check_labels(splits: dict[str, Split], num_classes: int, source: str) -> None:
+    """Every label is a class id in 0..num_classes-1, and every split has samples."""
+    for name, (_x, y) in splits.items():
+        if len(y) == 0:
+            raise DataError(f"{source}: the {name} split is empty")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise DataError(
+                f"{source}: the {name} split has label {bad}, outside the dataset's classes "
+                f"0..{num_classes - 1} (corrupt or foreign label file?)"
+            )
+
+
 def select_classes(x: Tensor, y: Tensor, classes: Sequence[int] | None) -> Split:
     """Keep only ``classes`` and relabel them ``0..len(classes)-1`` in the order given."""
     if classes is None:
@@ -157,9 +171,9 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        splits = {
-            name: select_classes(x, y, self.classes) for name, (x, y) in self.load_splits().items()
-        }
+        loaded = self.load_splits()
+        check_labels(loaded, self.num_classes_total, type(self).__name__)
+        splits = {name: select_classes(x, y, self.classes) for name, (x, y) in loaded.items()}
         if self.train_fraction < 1.0:
             x, y = splits["train"]
             keep = max(1, round(self.train_fraction * len(x)))

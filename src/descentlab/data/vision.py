@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from descentlab.data.tensor_data import Split, TensorDataModule
-from descentlab.errors import DataNotFoundError
+from descentlab.errors import DataError, DataNotFoundError
 
 
 class TorchvisionDataModule(TensorDataModule):
@@ -54,6 +54,14 @@ class TorchvisionDataModule(TensorDataModule):
             raise DataNotFoundError(
                 f"{self.dataset_name} is not in {where} ({err}); "
                 f"add data.download=true to fetch it, set data.data_dir=DIR, or use data=digits"
+            ) from None
+        except (AssertionError, ValueError, KeyError, IndexError, OSError, EOFError) as err:
+            # torchvision's readers assert on a wrong magic number, fail on truncated files
+            where = Path(self.data_dir).resolve()
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(
+                f"the {self.dataset_name} files under {where} are not in {self.dataset_name}'s format "
+                f"({detail}); delete them and set data.download=true, or put valid files there"
             ) from None
 
     def _to_tensors(self, dataset) -> Split:
