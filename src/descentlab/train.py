@@ -188,7 +188,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     from hydra.utils import instantiate
 
-    from descentlab import resume
+    from descentlab import resume, run_dir
     from descentlab.callbacks import GracefulStop, MetricsHistory, RunInterrupted, StopRequest
     from descentlab.checkpoints import load_checkpoint
     from descentlab.errors import DivergenceError
@@ -206,6 +206,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model)
     check_initial_weights(model, cfg)
+    if run_dir.is_rank_zero():
+        # Read the data now (fit would only do it after loggers and checkpoints start):
+        # a missing or unreadable file is then reported before anything is written.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     ckpt_path = resume.resolve(cfg.get("ckpt_path"), cfg)
     resuming = resume.check(ckpt_path, cfg, model) if ckpt_path else None
 

@@ -1,0 +1,127 @@
+"""Every bad input a hostile user tried: one line naming the key, the value and what is
+allowed (or the file and what is wrong), exit 1, and nothing written — through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_cli
+from descentlab.data.files import MNIST_FILES, write_idx, write_mnist_like
+
+# (overrides, words the one-line message must contain)
+BAD_VALUES = [
+    (["data.val_fraction=1.5"], ["data.val_fraction=1.5", "(0, 1)"]),
+    (["data.val_fraction=0"], ["data.val_fraction=0", "(0, 1)"]),
+    (["data.val_fraction=0.5", "data.test_fraction=0.5"], ["data.val_fraction=0.5", "< 1"]),
+    (["data=mnist", "data.val_size=-5"], ["data.val_size=-5", "positive integer"]),
+    (["data.classes=[0]"], ["data.classes=[0]", "at least 2"]),
+    (["float32_matmul_precision=bogus"], ["float32_matmul_precision='bogus'", "highest, high, medium"]),
+    (["trainer.accelerator=cpu", "trainer.devices=99"], ["trainer.devices=99", f"at most {os.cpu_count()}"]),
+    (["trainer.devices=abc"], ["trainer.devices='abc'", "positive integer"]),
+    (["seed=-1"], ["seed=-1", "integer in 0.."]),
+    (["seed=abc"], ["seed='abc'", "integer in 0.."]),
+    (["model.net.hidden_dims=5"], ["model.net.hidden_dims=5", "list of positive integers"]),
+    (["optimizer.weight_decay=abc"], ["optimizer.weight_decay='abc'", ">= 0"]),
+    (["optimizer.lr=abc"], ["optimizer.lr='abc'", "positive number"]),
+    (["optimizer.lr=inf"], ["optimizer.lr=inf", "positive number"]),
+    (["optimizer.lr=nan"], ["optimizer.lr=nan", "positive number"]),
+    (["optimizer=momentum", "optimizer.mu=abc"], ["optimizer.mu='abc'", "[0, 1)"]),
+    (["optimizer.eps=-1"], ["optimizer.eps=-1", ">= 0"]),
+    (["optimizer.betas=0.9"], ["optimizer.betas=0.9", "two numbers"]),
+    (["model.net.dropout=abc"], ["model.net.dropout='abc'", "[0, 1)"]),
+    (["data.train_fraction=abc"], ["data.train_fraction='abc'", "(0, 1]"]),
+    (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "positive integer"]),
+    (["flush_denormal=maybe"], ["flush_denormal='maybe'", "true or false"]),
+    # a NaN initializer is blamed, not the learning rate
+    (["init=constant", "init.value=nan"], ["init=", "finite weights"]),
+]
+
+
+def one_error_line(proc) -> str:
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize("overrides,words", BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_bad_value_is_one_line_and_writes_nothing(tmp_path, overrides, words):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*overrides, f"hydra.run.dir={run_dir}"], check=False, timeout=120)
+    error = one_error_line(proc)
+    for word in words:
+        assert word in error, error
+    assert "optimizer.lr" not in error or "optimizer.lr" in " ".join(overrides)
+    assert not run_dir.exists(), sorted(p.name for p in run_dir.iterdir())  # nothing written
+
+
+def test_run_dir_that_is_a_file_is_one_line(tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("keep me\n")
+    error = one_error_line(run_cli([f"hydra.run.dir={target}"], check=False))
+    assert str(target) in error and "existing file" in error
+    assert target.read_text() == "keep me\n"
+
+
+# ------------------------------------------------------------------------ dataset files
+def test_mnist_files_with_a_wrong_magic_number_are_one_line(tmp_path):
+    raw = write_mnist_like(tmp_path / "data", n_train=200, n_test=50)
+    images = raw / MNIST_FILES[True][0]
+    content = bytearray(images.read_bytes())
+    content[0:4] = b"\x00\x00\x77\x77"  # not an idx magic number
+    images.write_bytes(bytes(content))
+    proc = run_cli(["data=mnist", f"paths.data_dir={tmp_path / 'data'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    error = one_error_line(proc)
+    assert "MNIST" in error and "format" in error and str(tmp_path / "data") in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_mnist_labels_outside_the_classes_are_one_line(tmp_path):
+    raw = write_mnist_like(tmp_path / "data", n_train=200, n_test=50)
+    labels = np.full(200, 3, dtype=np.uint8)
+    labels[17] = 12
+    write_idx(raw / MNIST_FILES[True][1], labels)
+    proc = run_cli(["data=mnist", f"paths.data_dir={tmp_path / 'data'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    error = one_error_line(proc)
+    assert "label 12" in error and "0..9" in error
+
+
+# ------------------------------------------------------------------------- checkpoints
+def test_a_model_pt_given_as_ckpt_path_is_one_line(tmp_path):
+    model_pt = tmp_path / "model.pt"
+    torch.save({"0.weight": torch.zeros(3, 3)}, model_pt)
+    error = one_error_line(run_cli([f"ckpt_path={model_pt}", f"hydra.run.dir={tmp_path / 'run'}"], check=False))
+    assert "network weights only" in error and "last.ckpt" in error
+
+
+# --------------------------------------------------------------------------- the report
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""], ids=["corrupt", "a list", "empty"])
+def test_report_on_an_unreadable_metrics_json_is_one_line(tmp_path, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(content)
+    proc = run_cli([str(run)], module="descentlab.report", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("descentlab.report: error:")]
+    assert len(lines) == 1 and str(run / "metrics.json") in lines[0]
+
+
+def test_report_reads_the_nan_strings_train_py_writes(tmp_path):
+    good = {"status": "completed", "val/acc": 0.9, "val/loss": 0.3, "train/loss": 0.2,
+            "train/acc": 0.95, "test/loss": 0.3, "test/acc": 0.9}  # fmt: skip
+    nan = {**good, "val/acc": "nan", "val/loss": "nan"}
+    for name, metrics in (("a", nan), ("b", good)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+    proc = run_cli([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")],
+                   module="descentlab.report", cwd=ROOT)  # fmt: skip
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "run" not in line]
+    assert rows[0].startswith("| b ") and "nan" in rows[1], proc.stdout  # NaN ranks last
