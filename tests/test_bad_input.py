@@ -20,8 +20,14 @@ BAD_VALUES = [
     (["data.val_fraction=0.5", "data.test_fraction=0.5"], ["data.val_fraction=0.5", "< 1"]),
     (["data=mnist", "data.val_size=-5"], ["data.val_size=-5", "positive integer"]),
     (["data.classes=[0]"], ["data.classes=[0]", "at least 2"]),
-    (["float32_matmul_precision=bogus"], ["float32_matmul_precision='bogus'", "highest, high, medium"]),
-    (["trainer.accelerator=cpu", "trainer.devices=99"], ["trainer.devices=99", f"at most {os.cpu_count()}"]),
+    (
+        ["float32_matmul_precision=bogus"],
+        ["float32_matmul_precision='bogus'", "highest, high, medium"],
+    ),
+    (
+        ["trainer.accelerator=cpu", "trainer.devices=99"],
+        ["trainer.devices=99", f"at most {os.cpu_count()}"],
+    ),
     (["trainer.devices=abc"], ["trainer.devices='abc'", "positive integer"]),
     (["seed=-1"], ["seed=-1", "integer in 0.."]),
     (["seed=abc"], ["seed='abc'", "integer in 0.."]),
@@ -98,7 +104,9 @@ def test_mnist_labels_outside_the_classes_are_one_line(tmp_path):
 def test_a_model_pt_given_as_ckpt_path_is_one_line(tmp_path):
     model_pt = tmp_path / "model.pt"
     torch.save({"0.weight": torch.zeros(3, 3)}, model_pt)
-    error = one_error_line(run_cli([f"ckpt_path={model_pt}", f"hydra.run.dir={tmp_path / 'run'}"], check=False))
+    error = one_error_line(
+        run_cli([f"ckpt_path={model_pt}", f"hydra.run.dir={tmp_path / 'run'}"], check=False)
+    )
     assert "network weights only" in error and "last.ckpt" in error
 
 
@@ -110,7 +118,9 @@ def test_report_on_an_unreadable_metrics_json_is_one_line(tmp_path, content):
     (run / "metrics.json").write_text(content)
     proc = run_cli([str(run)], module="descentlab.report", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("descentlab.report: error:")]
+    lines = [
+        line for line in proc.stderr.splitlines() if line.startswith("descentlab.report: error:")
+    ]
     assert len(lines) == 1 and str(run / "metrics.json") in lines[0]
 
 
@@ -123,5 +133,7 @@ def test_report_reads_the_nan_strings_train_py_writes(tmp_path):
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
     proc = run_cli([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")],
                    module="descentlab.report", cwd=ROOT)  # fmt: skip
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "run" not in line]
+    rows = [
+        line for line in proc.stdout.splitlines() if line.startswith("| ") and "run" not in line
+    ]
     assert rows[0].startswith("| b ") and "nan" in rows[1], proc.stdout  # NaN ranks last

@@ -243,6 +243,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Exception as err:
+        stop_request.restore(previous_handler)
         status = (
             "diverged" if isinstance(err, DivergenceError)
             else "interrupted" if isinstance(err, RunInterrupted)
@@ -255,12 +256,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             except OSError:  # e.g. the disk that made the run fail is still full
                 pass
         raise
-    finally:
-        stop_request.restore(previous_handler)
 
     ckpt = best_checkpoint_callback(trainer)
     best_path = ckpt.best_model_path if ckpt is not None else ""
-    interrupted = trainer.interrupted or stop_request.signum is not None
+    # A SIGTERM that came as training ended (see GracefulStop) lets the run finish; SIGINT
+    # (Ctrl-C, handled by Lightning) leaves the trainer interrupted.
+    interrupted = trainer.interrupted
     status = (
         "interrupted" if interrupted else "early_stopped" if early_stopped(trainer) else "completed"
     )
@@ -282,9 +283,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         print_table(metrics, output_dir / "metrics.json")
+    stop_request.restore(previous_handler)
     if stop_request.signum is not None:
         raise RunInterrupted(
-            "stopped by SIGTERM after training (the test was skipped)", signum=stop_request.signum
+            f"SIGTERM came as training ended: the run finished ({status}); exiting as stopped",
+            signum=stop_request.signum,
         )
     if trainer.interrupted:
         import signal

@@ -53,6 +53,8 @@ class GracefulStop(Checkpoint):
     - During an epoch's last batch or its validation: the epoch is finished first, and the
       checkpoint is written after early stopping and the other checkpoints of that epoch
       (a :class:`Checkpoint` subclass added last runs after them), i.e. an end-of-epoch state.
+    - If that epoch ends training anyway (early stopping, ``max_epochs``), the run finishes
+      normally, test included; ``train.run`` then still exits 143 so that a sweep stops.
 
     All ranks of a DDP job stop at the same step: the request is or-reduced across ranks
     every batch (only when there are several). Lightning's own SIGTERM handling, which
@@ -90,6 +92,11 @@ class GracefulStop(Checkpoint):
             self._stop(trainer, "between two training steps")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        last_epoch = (
+            trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        )
+        if trainer.should_stop or last_epoch:
+            return  # training ends here anyway: let the run finish (the test takes seconds)
         if self._requested(trainer):
             self._stop(trainer, "at the end of an epoch")
 

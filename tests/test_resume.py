@@ -1,0 +1,279 @@
+"""Runs you can trust: resume keeps the history, resumes the run you mean, refuses what it
+cannot honour; SIGTERM stops resumably; one writer per run dir. Through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, read_metrics, run_cli
+from descentlab.resume import CONFIG_KEY
+
+QUICK = ["callbacks.progress_bar=null", "trainer.deterministic=true"]
+IGNORED = ("ckpt_path", "model_path")  # paths differ between run dirs
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def per_epoch(run_dir: Path, key: str) -> dict[int, float]:
+    return {int(r["epoch"]): float(r[key]) for r in csv_rows(run_dir) if r.get(key)}
+
+
+def one_error_line(proc) -> str:
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+def assert_same_results(resumed: dict, straight: dict) -> None:
+    assert resumed.keys() == straight.keys()  # as complete as an uninterrupted run
+    for key, value in straight.items():
+        if key not in IGNORED:
+            assert resumed[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Five epochs without interruption: what every resumed run must reproduce."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    run_cli([*QUICK, "trainer.max_epochs=5", f"hydra.run.dir={run_dir}"])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    """Three epochs with every logger, then resumed to five with ckpt_path=last."""
+    run_dir = tmp_path_factory.mktemp("extended")
+    common = [*QUICK, "logger=many", f"hydra.run.dir={run_dir}"]
+    run_cli([*common, "trainer.max_epochs=3"])
+    first_id = (run_dir / "descentlab-wandb-id").read_text()
+    run_cli([*common, "trainer.max_epochs=5", "ckpt_path=last"])
+    return run_dir, first_id
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_csv_history_and_matches_an_uninterrupted_run(straight, extended):
+    run_dir, _ = extended
+    assert per_epoch(run_dir, "val/loss") == pytest.approx(
+        per_epoch(straight, "val/loss"), abs=1e-6
+    )
+    assert sorted(per_epoch(run_dir, "train/loss")) == [0, 1, 2, 3, 4]
+    # one row per epoch and stage: nothing duplicated by the resume
+    assert len(csv_rows(run_dir)) == len(csv_rows(straight))
+    assert_same_results(read_metrics(run_dir), read_metrics(straight))
+
+
+@pytest.mark.slow
+def test_resume_continues_the_same_wandb_run(extended):
+    run_dir, first_id = extended
+    assert (run_dir / "descentlab-wandb-id").read_text() == first_id
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(p.name.endswith(first_id.strip()) for p in runs), runs
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_says_so_and_changes_nothing(extended):
+    run_dir, _ = extended
+    before = {
+        p: p.read_bytes() for p in (run_dir / "metrics.json", run_dir / "csv" / "metrics.csv")
+    }
+    proc = run_cli([*QUICK, "logger=many", "trainer.max_epochs=5", "ckpt_path=last",
+                    f"hydra.run.dir={run_dir}"])  # fmt: skip
+    assert "nothing to resume" in proc.stderr and "already finished" in proc.stderr
+    assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.slow
+def test_a_step_checkpoint_at_an_epochs_last_batch_resumes(tmp_path, straight):
+    # 19 steps per epoch: every save would fall on an epoch's last batch
+    steps = ["callbacks.last_checkpoint.every_n_epochs=null",
+             "callbacks.last_checkpoint.every_n_train_steps=19"]  # fmt: skip
+    run_cli([*QUICK, *steps, "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"])
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 57
+    run_cli([*QUICK, *steps, "trainer.max_epochs=5", "ckpt_path=last", f"hydra.run.dir={tmp_path}"])
+    assert_same_results(read_metrics(tmp_path), read_metrics(straight))
+
+
+# ------------------------------------------------------------ resume the run you mean
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    run_dir = logs / "runs" / "first"
+    run_cli([*QUICK, "trainer.max_epochs=2", f"paths.log_dir={logs}", f"hydra.run.dir={run_dir}"])
+    return logs, run_dir
+
+
+def test_ckpt_path_last_looks_only_in_this_run_dir(short_run):
+    logs, first = short_run
+    before = set((logs / "runs").iterdir())
+    error = one_error_line(
+        run_cli([*QUICK, "ckpt_path=last", f"paths.log_dir={logs}"], check=False)
+    )
+    assert "has no checkpoints/last.ckpt" in error and f"hydra.run.dir={first}" in error
+    assert set((logs / "runs").iterdir()) == before  # the new, empty run dir was removed
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("optimizer.lr=0.5", ["optimizer.lr: 0.001 -> 0.5", "new run"]),
+        ("optimizer=sgd", ["optimizer._target_"]),
+        ("init=xavier_normal", ["init.name: 'default' -> 'xavier_normal'"]),
+        ("model.net.hidden_dims=[32]", ["model.net.hidden_dims"]),
+    ],
+)
+def test_resume_refuses_what_it_would_silently_ignore(short_run, override, words):
+    logs, first = short_run
+    before = (first / "checkpoints" / "last.ckpt").read_bytes()
+    proc = run_cli([*QUICK, "trainer.max_epochs=4", override, "ckpt_path=last",
+                    f"paths.log_dir={logs}", f"hydra.run.dir={first}"], check=False)  # fmt: skip
+    error = one_error_line(proc)
+    for word in words:
+        assert word in error, error
+    assert (first / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_a_checkpoint_of_another_shape_is_one_line(short_run, tmp_path):
+    _, first = short_run
+    # a checkpoint from before configs were recorded in it: the shapes are still checked
+    old = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    del old[CONFIG_KEY]
+    torch.save(old, tmp_path / "old.ckpt")
+    proc = run_cli([*QUICK, "model.net.hidden_dims=[32]", f"ckpt_path={tmp_path / 'old.ckpt'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    error = one_error_line(proc)
+    assert "does not fit this model" in error and "size mismatch" not in error
+
+
+def test_a_checkpoint_with_nan_weights_is_blamed(short_run, tmp_path):
+    _, first = short_run
+    ckpt = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    key = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][key][0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    proc = run_cli([*QUICK, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'nan.ckpt'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    error = one_error_line(proc)
+    assert "non-finite weights" in error and key in error and "optimizer.lr" not in error
+
+
+def test_max_epochs_below_the_checkpoints_epochs_is_one_line(short_run, tmp_path):
+    _, first = short_run
+    proc = run_cli([*QUICK, "trainer.max_epochs=1", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    assert "trainer.max_epochs=1" in one_error_line(proc) and "at least 2" in proc.stderr
+
+
+def test_a_fresh_run_into_a_finished_run_dir_is_refused(short_run):
+    _, first = short_run
+    before = (first / "metrics.json").read_bytes()
+    error = one_error_line(run_cli([*QUICK, f"hydra.run.dir={first}"], check=False))
+    assert "already holds a run" in error and "ckpt_path=last" in error
+    assert (first / "metrics.json").read_bytes() == before
+
+
+# ------------------------------------------------------------------------- signals
+SLOW_ENOUGH = [*QUICK, "trainer.max_epochs=6", "model.net.hidden_dims=[1024,1024]",
+               "callbacks.early_stopping.patience=2", "logger=csv"]  # fmt: skip
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, "the run finished before the test could act"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def global_step(run_dir: Path) -> int:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        return torch.load(last, weights_only=True, map_location="cpu")["global_step"]
+    except Exception:  # noqa: BLE001 - not written yet
+        return 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_resumably_and_the_resume_gives_the_uninterrupted_result(tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_cli([*SLOW_ENOUGH, f"hydra.run.dir={straight}"])
+    proc = start([*SLOW_ENOUGH, f"hydra.run.dir={stopped}"])
+    wait_for(lambda: global_step(stopped) >= 19, proc)  # past the first epoch
+    time.sleep(1.0)  # somewhere inside the second epoch
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    metrics = read_metrics(stopped)
+    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    assert (
+        torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == (metrics["global_step"])
+    )  # the checkpoint is where it stopped
+    run_cli([*SLOW_ENOUGH, "ckpt_path=last", f"hydra.run.dir={stopped}"])
+    resumed = read_metrics(stopped)
+    assert resumed["status"] in ("completed", "early_stopped")
+    assert_same_results(resumed, read_metrics(straight))
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_sweep_without_starting_the_next_job(tmp_path):
+    proc = start(["-m", "optimizer.lr=0.001,0.002", *SLOW_ENOUGH, f"hydra.sweep.dir={tmp_path}"])
+    wait_for(lambda: global_step(tmp_path / "0") >= 5, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert read_metrics(tmp_path / "0")["status"] == "interrupted"
+    assert not (tmp_path / "1").exists()
+
+
+# ------------------------------------------------------------- one writer per run dir
+@pytest.mark.slow
+def test_a_second_run_into_a_run_dir_in_use_is_refused(tmp_path):
+    first = start([*SLOW_ENOUGH, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"])
+    wait_for(lambda: (tmp_path / ".lock").exists() and (tmp_path / ".hydra").exists(), first)
+    config = (tmp_path / ".hydra" / "config.yaml").read_bytes()
+    second = run_cli([*QUICK, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}"], check=False)
+    error = one_error_line(second)
+    assert "in use by pid" in error and str(first.pid) in error
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    assert read_metrics(tmp_path)["epochs"] == 2  # the first run's results, whole
+    assert (tmp_path / ".hydra" / "config.yaml").read_bytes() == config
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+    # A process that takes the lock and is killed with SIGKILL: the kernel frees the lock.
+    code = "from descentlab import run_dir; import sys, time; run_dir.lock(sys.argv[1]); print('locked', flush=True); time.sleep(60)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    refused = run_cli(
+        [*QUICK, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"], check=False
+    )
+    assert "in use by pid" in one_error_line(refused)
+    holder.kill()
+    holder.wait()
+    assert (tmp_path / ".lock").exists()  # stale file, free lock
+    run_cli([*QUICK, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"])
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
