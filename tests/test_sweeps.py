@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -128,3 +129,33 @@ def test_one_point_per_sweep_runs_end_to_end_offline(path, tmp_path):
             if isinstance(value, float)
             else str(node).replace(" ", "") == str(value).replace(" ", "")
         ), key
+
+
+@pytest.mark.slow
+def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # Job 1's learning rate is multiplied by 1e12 after two good epochs: it diverges in epoch 2.
+    boom = "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[2],gamma:1.0}"
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "optimizer=sgd", boom, "model.scheduler.gamma=1.0,1e12", "trainer.max_epochs=4",
+                    "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep}"])  # fmt: skip
+    assert "1 of 2 jobs completed" in proc.stderr and "job 1 diverged" in proc.stderr
+    good, bad = (json.loads((sweep / n / "metrics.json").read_text()) for n in ("0", "1"))
+    assert good["status"] == "completed" and "test/acc" in good
+    assert (
+        bad["status"] == "diverged"
+        and "became nan" in bad["reason"]
+        or "became inf" in bad["reason"]
+    )
+    assert bad["best_epoch"] == 1 and bad["val/loss"] < 10  # the epochs before it are kept
+
+    report = run_cli([str(sweep), "--out", str(tmp_path / "report")], module="descentlab.report")
+    rows = [
+        r for r in (tmp_path / "report" / "table.md").read_text().splitlines() if r.startswith("| ")
+    ]
+    assert "[diverged]" not in rows[1] and "[diverged]" in rows[2] and "diverged" in rows[2]
+    assert "became" in report.stdout  # the reason is listed under the table
+    from descentlab.report import load_runs
+
+    curves = {r.label: r.curves for r in load_runs([sweep])}
+    diverged = next(label for label in curves if "[diverged]" in label)
+    assert len(curves[diverged]["val/loss"]) == 2  # its curves up to the divergence
