@@ -3,6 +3,8 @@
 A thin Hydra entry point; the work happens in ``descentlab.train.run``.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -19,4 +21,11 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     short_config_errors()
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before training started (while importing, loading data)
+        print(
+            "descentlab: interrupted (Ctrl-C) before training started; nothing to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)

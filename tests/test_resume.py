@@ -86,6 +86,17 @@ def test_resume_continues_the_same_wandb_run(extended):
 
 
 @pytest.mark.slow
+def test_resume_hides_the_tensorboard_events_it_trains_again(extended):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = extended
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("val/loss")] == [18, 37, 56, 75, 94]
+    # the first run's test at step 57 is purged (purge_step): one test, the resumed run's
+    assert [e.step for e in events.Scalars("test/loss")] == [95]
+
+
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so_and_changes_nothing(extended):
     run_dir, _ = extended
     before = {
@@ -234,6 +245,19 @@ def test_sigterm_stops_resumably_and_the_resume_gives_the_uninterrupted_result(t
     resumed = read_metrics(stopped)
     assert resumed["status"] in ("completed", "early_stopped")
     assert_same_results(resumed, read_metrics(straight))
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_an_interrupted_run_and_exits_130(tmp_path):
+    proc = start([*SLOW_ENOUGH, f"hydra.run.dir={tmp_path}"])
+    wait_for(lambda: global_step(tmp_path) >= 19, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and "SIGINT" in metrics["reason"]
+    assert metrics["best_epoch"] is not None and "val/loss" in metrics  # the epochs it finished
 
 
 @pytest.mark.slow

@@ -141,11 +141,7 @@ def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "1 of 2 jobs completed" in proc.stderr and "job 1 diverged" in proc.stderr
     good, bad = (json.loads((sweep / n / "metrics.json").read_text()) for n in ("0", "1"))
     assert good["status"] == "completed" and "test/acc" in good
-    assert (
-        bad["status"] == "diverged"
-        and "became nan" in bad["reason"]
-        or "became inf" in bad["reason"]
-    )
+    assert bad["status"] == "diverged" and re.search(r"became (nan|inf|-inf)", bad["reason"])
     assert bad["best_epoch"] == 1 and bad["val/loss"] < 10  # the epochs before it are kept
 
     report = run_cli([str(sweep), "--out", str(tmp_path / "report")], module="descentlab.report")

@@ -242,6 +242,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     previous_handler = stop_request.install()  # SIGTERM before training: stop when it starts
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        # Lightning answers Ctrl-C with a graceful shutdown and then sys.exit(1)
+        stop_request.restore(previous_handler)
+        if not trainer.interrupted:
+            raise
+        import signal
+
+        if trainer.is_global_zero:
+            write_metrics(
+                output_dir / "metrics.json", record("interrupted", "stopped by Ctrl-C (SIGINT)")
+            )
+        raise RunInterrupted(
+            f"stopped by Ctrl-C (SIGINT) at epoch {trainer.current_epoch}, step {trainer.global_step}",
+            signum=signal.SIGINT,
+        ) from None
     except Exception as err:
         stop_request.restore(previous_handler)
         status = (
@@ -259,12 +274,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     ckpt = best_checkpoint_callback(trainer)
     best_path = ckpt.best_model_path if ckpt is not None else ""
-    # A SIGTERM that came as training ended (see GracefulStop) lets the run finish; SIGINT
-    # (Ctrl-C, handled by Lightning) leaves the trainer interrupted.
-    interrupted = trainer.interrupted
-    status = (
-        "interrupted" if interrupted else "early_stopped" if early_stopped(trainer) else "completed"
-    )
+    # A SIGTERM that came as training ended (see GracefulStop) lets the run finish.
+    status = "early_stopped" if early_stopped(trainer) else "completed"
     metrics = record(status)
     # After fit the model holds the best epoch's weights when early stopping restored them;
     # otherwise test the best checkpoint.
@@ -273,7 +284,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model_path = output_dir / "model.pt"
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         save_atomically(model.net.state_dict(), model_path)  # the final (best) network
-    if cfg.get("test", True) and not interrupted:
+    if cfg.get("test", True):
         results = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: _scalar(v) for k, v in (results[0] if results else {}).items()})
     metrics["ckpt_path"] = best_path or None
@@ -289,10 +300,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"SIGTERM came as training ended: the run finished ({status}); exiting as stopped",
             signum=stop_request.signum,
         )
-    if trainer.interrupted:
-        import signal
-
-        raise RunInterrupted("stopped by Ctrl-C (SIGINT)", signum=signal.SIGINT)
     return metrics
 
 
