@@ -29,7 +29,7 @@ BAD_INPUT = [
     (["data.batch_size=0"], ["data.batch_size=0", "positive integer or 'full'"]),
     (["data.batch_size=half"], ["data.batch_size='half'"]),
     (["trainer.max_epochs=0"], ["trainer.max_epochs=0", "positive integer"]),
-    (["data.classes=[]"], ["data.classes=[]", "non-empty"]),
+    (["data.classes=[]"], ["data.classes=[]", "at least 2"]),
     (["data.classes=[3,12]"], ["data.classes=[3, 12]", "0..9"]),
     (["data.train_fraction=1.5"], ["data.train_fraction=1.5", "(0, 1]"]),
     (["model.net.hidden_dims=[64,0]"], ["model.net.hidden_dims=[64, 0]", "positive"]),

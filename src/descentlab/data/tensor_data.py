@@ -92,17 +92,17 @@ class TensorBatches:
         self._resume_from = int(state.get("batches_done", 0))
 
 
-def check_labels(splits: dict[str, Split], num_classes: int, source: str) -> None:
-    """Every label is a class id in 0..num_classes-1, and every split has samples."""
+def check_labels(splits: dict[str, Split], num_classes: int | None, source: str) -> None:
+    """Every label is a class id in 0..num_classes-1 (≥ 0 if ``None``), every split has samples."""
     for name, (_x, y) in splits.items():
         if len(y) == 0:
             raise DataError(f"{source}: the {name} split is empty")
         low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= num_classes:
+        if low < 0 or (num_classes is not None and high >= num_classes):
             bad = low if low < 0 else high
             raise DataError(
                 f"{source}: the {name} split has label {bad}, outside the dataset's classes "
-                f"0..{num_classes - 1} (corrupt or foreign label file?)"
+                f"0..{(num_classes or 1) - 1 if num_classes else 'N'} (corrupt or foreign label file?)"
             )
 
 
@@ -157,6 +157,7 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_classes = num_classes
         self.num_classes_total = num_classes_total or num_classes
+        self._total_known = num_classes_total is not None or classes is None
         self.dims = tuple(dims)
         self.shuffle = shuffle
         self.augment = augment
@@ -172,7 +173,9 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits:
             return
         loaded = self.load_splits()
-        check_labels(loaded, self.num_classes_total, type(self).__name__)
+        # the dataset's own class count; unknown when only a subset's size was given
+        total = self.num_classes_total if self._total_known else None
+        check_labels(loaded, total, type(self).__name__)
         splits = {name: select_classes(x, y, self.classes) for name, (x, y) in loaded.items()}
         if self.train_fraction < 1.0:
             x, y = splits["train"]
