@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from conftest import run_cli
 from descentlab.errors import ConfigError
 from descentlab.optim import SGD, Adam, Adaptive, Momentum
 
@@ -387,3 +388,11 @@ def test_state_survives_a_checkpoint_round_trip(make, tmp_path):
 def test_out_of_range_hyperparameters_are_config_errors(make, key):
     with pytest.raises(ConfigError, match=key):
         make([torch.zeros(2, requires_grad=True)])
+
+
+def test_the_old_key_per_coordinate_fails_in_one_line_naming_scope(tmp_path):
+    proc = run_cli(["optimizer=adaptive", "optimizer.per_coordinate=true", f"hydra.run.dir={tmp_path}"],
+                   check=False)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1
+    assert "optimizer.per_coordinate" in lines[0] and "optimizer.scope" in lines[0]

@@ -102,9 +102,9 @@ def validate(cfg: DictConfig) -> None:
     _check_data(cfg.data)
     _check_net(cfg.model.get("net", {}))
     _check_optimizer(cfg.model.get("optimizer", {}))
-    weight_decay = cfg.model.get("weight_decay", 0.0)
-    if weight_decay is not None and weight_decay < 0:
-        raise ConfigError("model.weight_decay", weight_decay, "a number >= 0")
+    l2_penalty = cfg.model.get("l2_penalty", 0.0)
+    if l2_penalty is not None and l2_penalty < 0:
+        raise ConfigError("model.l2_penalty", l2_penalty, "a number >= 0")
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "", "last") and not os.path.isfile(ckpt_path):
