@@ -396,3 +396,11 @@ def test_the_old_key_per_coordinate_fails_in_one_line_naming_scope(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1
     assert "optimizer.per_coordinate" in lines[0] and "optimizer.scope" in lines[0]
+
+
+def test_a_run_with_the_lecture_form_logs_exactly_one_warning_line(tmp_path):
+    proc = run_cli(["optimizer=adam", "optimizer.form=lecture", "debug=limit", "trainer.max_epochs=1",
+                    "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "optimizer.form=lecture" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0] and "exactly 0" in lines[0]
