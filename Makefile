@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev train test bench clean
+.PHONY: install install-dev train test bench notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(DEVSTAMP)
 
 bench: $(STAMP)
 	$(PY) -m descentlab.bench $(ARGS)
+
+# Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
+notebooks: $(DEVSTAMP)
+	$(PY) notebooks/execute.py $(NOTEBOOKS)
 
 clean:
 	rm -rf logs .pytest_cache

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from conftest import run_cli
 from descentlab.errors import ConfigError
 from descentlab.optim import SGD, Adam, Adaptive, Momentum
 
@@ -92,8 +95,8 @@ def test_momentum_vs_torch_default_start_differs_by_mu_to_the_t_times_g1():
 
 
 @pytest.mark.parametrize("wd", [0.0, 0.01])
-def test_per_coordinate_adaptive_equals_torch_adagrad(wd):
-    compare(lambda p: Adaptive(p, lr=0.05, eps=1e-10, weight_decay=wd, per_coordinate=True),
+def test_coordinate_scope_adaptive_equals_torch_adagrad(wd):
+    compare(lambda p: Adaptive(p, lr=0.05, eps=1e-10, weight_decay=wd, scope="coordinate"),
             lambda p: torch.optim.Adagrad(p, lr=0.05, eps=1e-10, weight_decay=wd))  # fmt: skip
 
 
@@ -104,19 +107,48 @@ def test_adam_equals_torch_adam(wd):
 
 
 # ------------------------------------------------ the notes' literal forms, transcribed
-def literal_adaptive(params, grads_fn, lr, eps, steps):
-    """s_t ← s_{t−1} + ‖g_t − mean(g_t)‖²;  w ← w − η/(√s_t + ε) g_t; a scalar s per tensor."""
+def centered(g):
+    return float(((g - g.mean()) ** 2).sum())
+
+
+def literal_adaptive_global(params, grads_fn, lr, eps, steps):
+    """The notes over one vector w ∈ R^d: g = all gradients concatenated,
+    s_t ← s_{t−1} + ‖g_t − mean(g_t)‖²;  w ← w − η/(√s_t + ε) g_t."""
+    s = 0.0
+    for _ in range(steps):
+        g = parameters_to_vector(grads_fn())
+        with torch.no_grad():
+            s = s + centered(g)
+            w = parameters_to_vector(params) - lr / (s**0.5 + eps) * g
+            vector_to_parameters(w, params)
+
+
+def literal_adam_global(params, grads_fn, lr, mu, beta, eps, steps):
+    """v_t ← (μv + (1−μ)g)/(1−μ^t);  s_t ← (βs + (1−β)‖g − mean g‖²)/(1−β^t);
+    w ← w − η/(√s_t+ε) v_t; g, v and w the concatenated vectors."""
+    v, s = 0.0, 0.0
+    for t in range(1, steps + 1):
+        g = parameters_to_vector(grads_fn())
+        with torch.no_grad():
+            v = (mu * v + (1 - mu) * g) / (1 - mu**t)
+            s = (beta * s + (1 - beta) * centered(g)) / (1 - beta**t)
+            w = parameters_to_vector(params) - lr / (s**0.5 + eps) * v
+            vector_to_parameters(w, params)
+
+
+def literal_adaptive_tensor(params, grads_fn, lr, eps, steps):
+    """The same rule with a scalar s per tensor."""
     s = [0.0 for _ in params]
     for _ in range(steps):
         grads = grads_fn()
         with torch.no_grad():
             for i, (w, g) in enumerate(zip(params, grads, strict=True)):
-                s[i] = s[i] + float(((g - g.mean()) ** 2).sum())
+                s[i] = s[i] + centered(g)
                 w -= lr / (s[i] ** 0.5 + eps) * g
 
 
-def literal_adam(params, grads_fn, lr, mu, beta, eps, steps):
-    """v_t ← (μv + (1−μ)g)/(1−μ^t);  s_t ← (βs + (1−β)‖g − mean g‖²)/(1−β^t);  w ← w − η/(√s_t+ε) v_t."""
+def literal_adam_tensor(params, grads_fn, lr, mu, beta, eps, steps):
+    """The notes' Adam with a scalar s per tensor."""
     v = [torch.zeros_like(p) for p in params]
     s = [0.0 for _ in params]
     for t in range(1, steps + 1):
@@ -124,9 +156,7 @@ def literal_adam(params, grads_fn, lr, mu, beta, eps, steps):
         with torch.no_grad():
             for i, (w, g) in enumerate(zip(params, grads, strict=True)):
                 v[i] = (mu * v[i] + (1 - mu) * g) / (1 - mu**t)
-                s[i] = (beta * s[i] + (1 - beta) * float(((g - g.mean()) ** 2).sum())) / (
-                    1 - beta**t
-                )
+                s[i] = (beta * s[i] + (1 - beta) * centered(g)) / (1 - beta**t)
                 w -= lr / (s[i] ** 0.5 + eps) * v[i]
 
 
@@ -144,18 +174,52 @@ def run_transcription(transcription, **kwargs):
     return [p.detach().clone() for p in params]
 
 
-def test_lecture_adaptive_equals_the_notes_formula():
+def check_against_transcription(make, transcription, **kwargs):
     net, x, y = problem()
-    ours = train(net, Adaptive(net.parameters(), lr=0.05, eps=1e-8), x, y)
-    assert_same(ours, run_transcription(literal_adaptive, lr=0.05, eps=1e-8))
+    start = [p.detach().clone() for p in net.parameters()]
+    ours = train(net, make(net.parameters()), x, y)
+    literal = run_transcription(transcription, **kwargs)
+    assert_same(ours, literal)
+    assert any((p - q).abs().max() > 5e-3 for p, q in zip(ours, start, strict=True))  # moved
 
 
-def test_lecture_adam_equals_the_notes_formula():
-    net, x, y = problem()
-    ours = train(
-        net, Adam(net.parameters(), lr=0.01, mu=0.9, beta=0.99, eps=1e-8, form="lecture"), x, y
+def test_global_adaptive_equals_the_notes_formula_over_the_concatenated_vector():
+    check_against_transcription(
+        lambda p: Adaptive(p, lr=0.05, eps=1e-8), literal_adaptive_global, lr=0.05, eps=1e-8
     )
-    assert_same(ours, run_transcription(literal_adam, lr=0.01, mu=0.9, beta=0.99, eps=1e-8))
+
+
+def test_global_is_not_per_tensor():
+    """The two scopes really differ on this problem (so the tests above can tell them apart)."""
+    net, x, y = problem()
+    per_tensor = run_transcription(literal_adaptive_tensor, lr=0.05, eps=1e-8)
+    ours = train(net, Adaptive(net.parameters(), lr=0.05, eps=1e-8), x, y)
+    assert max((p - q).abs().max() for p, q in zip(ours, per_tensor, strict=True)) > 1e-2
+
+
+def test_tensor_scope_adaptive_equals_the_per_tensor_formula():
+    check_against_transcription(
+        lambda p: Adaptive(p, lr=0.05, eps=1e-8, scope="tensor"),
+        literal_adaptive_tensor, lr=0.05, eps=1e-8,
+    )  # fmt: skip
+
+
+# β = μ = 0.5: the notes' correction never compounds (β/(1−β^t) < 1 for t ≥ 2), so all 120
+# steps move the parameters; at 0.9/0.99 the updates become negligible after a few steps.
+@pytest.mark.parametrize("mu,beta", [(0.9, 0.99), (0.5, 0.5)])
+def test_global_lecture_adam_equals_the_notes_formula_over_the_concatenated_vector(mu, beta):
+    check_against_transcription(
+        lambda p: Adam(p, lr=0.01, mu=mu, beta=beta, eps=1e-8, form="lecture"),
+        literal_adam_global, lr=0.01, mu=mu, beta=beta, eps=1e-8,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("mu,beta", [(0.9, 0.99), (0.5, 0.5)])
+def test_tensor_scope_lecture_adam_equals_the_per_tensor_formula(mu, beta):
+    check_against_transcription(
+        lambda p: Adam(p, lr=0.01, mu=mu, beta=beta, eps=1e-8, form="lecture", scope="tensor"),
+        literal_adam_tensor, lr=0.01, mu=mu, beta=beta, eps=1e-8,
+    )  # fmt: skip
 
 
 def test_lecture_adam_inflates_early_first_moments():
@@ -167,11 +231,136 @@ def test_lecture_adam_inflates_early_first_moments():
     assert torch.allclose(opt.state[w]["v"], torch.full((4,), 1 / (1 - 0.9**2)))  # ≈ 5.26 g, not g
 
 
+def least_squares(form: str, steps: int, **kwargs):
+    """½‖Aw − b‖², A 20×10, float32; returns the losses, the updates and s_t of each step."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20, 10, generator=gen), torch.randn(20, generator=gen)
+    w = torch.zeros(10, requires_grad=True)
+    opt = Adam([w], lr=1e-3, mu=0.9, beta=0.999, form=form, **kwargs)
+    losses, updates, s = [], [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = 0.5 * (a @ w - b).pow(2).sum()
+        loss.backward()
+        before = w.detach().clone()
+        opt.step()
+        losses.append(loss.item())
+        updates.append(w.detach() - before)
+        s.append(float(opt.global_state["s"]) if "s" in opt.global_state else None)
+    return losses, updates, s
+
+
+def test_lecture_adam_stalls_s_overflows_and_updates_become_exactly_zero():
+    losses, updates, s = least_squares("lecture", steps=60)
+    stalled = next(t for t, value in enumerate(s) if value == float("inf"))
+    assert stalled < 25  # float32 overflow at about step 20 (the docstring's derivation)
+    assert all(torch.equal(u, torch.zeros(10)) for u in updates[stalled:])
+    assert len(set(losses[stalled + 1 :])) == 1  # the loss no longer changes at all
+    # the derivation's lower bound s_t ≥ c_1 Π_{k≤t} β/(1−β^k), step by step until inf
+    beta, bound = 0.999, s[0]
+    for t in range(2, stalled + 1):
+        bound *= beta / (1 - beta**t)
+        assert s[t - 1] >= bound * (1 - 1e-5)
+    standard, _, _ = least_squares("standard", steps=60)
+    assert standard[-1] < standard[stalled] < standard[0]
+    assert all(later < earlier for earlier, later in zip(standard, standard[1:], strict=False))
+    assert losses[-1] > standard[-1]
+
+
+@pytest.mark.parametrize("scope", ["tensor", "coordinate"])
+def test_lecture_adam_stalls_in_every_scope(scope):
+    _, updates, _ = least_squares("lecture", steps=60, scope=scope)
+    assert all(torch.equal(u, torch.zeros(10)) for u in updates[40:])
+
+
+def test_selecting_the_lecture_form_logs_one_warning(caplog, monkeypatch):
+    import descentlab.optim.adam as adam_module
+
+    monkeypatch.setattr(adam_module, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="descentlab.optim.adam"):
+        for _ in range(3):
+            Adam([torch.zeros(2, requires_grad=True)], form="lecture")
+        Adam([torch.zeros(2, requires_grad=True)])
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "form=lecture" in lines[0] and "\n" not in lines[0]
+
+
+# ------------------------------------------------ centered norm 0 while the gradient is not
+def test_tensor_scope_refuses_a_one_element_tensor_naming_it():
+    params = [torch.zeros(3, requires_grad=True), torch.ones(1, requires_grad=True)]
+    for make in (lambda: Adaptive(params, scope="tensor"),
+                 lambda: Adam(params, form="lecture", scope="tensor")):  # fmt: skip
+        with pytest.raises(
+            ConfigError, match=r"optimizer.scope='tensor'.*parameter 1 of group 0 \(shape \(1,\)\)"
+        ) as err:
+            make()
+        assert "\n" not in str(err.value)
+    named = [("net.bias", torch.ones(1, requires_grad=True))]
+    with pytest.raises(ConfigError, match="net.bias has one element"):
+        Adaptive(named, scope="tensor")
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: Adaptive(p, lr=0.1), lambda p: Adaptive(p, lr=0.1, scope="tensor"),
+    lambda p: Adam(p, lr=0.1, form="lecture"), lambda p: Adam(p, lr=0.1, form="lecture", scope="tensor"),
+], ids=["adaptive-global", "adaptive-tensor", "adam-global", "adam-tensor"])  # fmt: skip
+def test_an_all_equal_gradient_gives_no_step_instead_of_a_giant_one(make):
+    """‖g − mean(g)‖ = 0 with g ≠ 0: the literal rule steps η g/ε (w 1 → −2e9); ours does not move,
+    and moves normally once the gradient's entries differ."""
+    w = torch.ones(3, requires_grad=True)
+    opt = make([w])
+    w.grad = torch.full((3,), 2.0)
+    opt.step()
+    assert torch.equal(w.detach(), torch.ones(3))
+    w.grad = torch.tensor([1.0, 2.0, 3.0])
+    opt.step()
+    assert 0 < (w.detach() - 1).abs().max() < 10  # an ordinary step (giant: ~1e9)
+
+
+def test_global_scope_with_a_single_scalar_parameter_never_steps_giantly():
+    w = torch.ones(1, requires_grad=True)
+    opt = Adaptive([w], lr=0.1)
+    for _ in range(3):
+        w.grad = torch.ones(1)
+        opt.step()
+    assert torch.equal(w.detach(), torch.ones(1))
+
+
+# ------------------------------------------------ scope: values, groups
+@pytest.mark.parametrize("make", [
+    lambda p: Adaptive(p, scope="vector"), lambda p: Adam(p, form="lecture", scope="layer"),
+    lambda p: Adam(p, scope="tensor"),  # standard Adam is per coordinate
+])  # fmt: skip
+def test_bad_scope_is_a_one_line_config_error(make):
+    with pytest.raises(ConfigError, match="optimizer.scope") as err:
+        make([torch.zeros(2, requires_grad=True)])
+    assert "\n" not in str(err.value)
+
+
+def test_global_scope_spans_parameter_groups_and_they_must_share_it():
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = Adaptive([{"params": [a]}, {"params": [b], "lr": 0.01}], lr=0.1)
+    a.grad, b.grad = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0])
+    opt.step()
+    assert float(opt.global_state["s"]) == pytest.approx(centered(torch.tensor([1.0, 2, 3, 4, 5])))
+    assert "s" not in opt.state[a] and "s" not in opt.state[b]
+    with pytest.raises(ConfigError, match="optimizer.scope='tensor'"):
+        opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "scope": "tensor"})
+    assert len(opt.param_groups) == 2  # the refused group was not kept
+    unfrozen = torch.zeros(2, requires_grad=True)
+    opt.add_param_group({"params": [unfrozen], "lr": 0.01})  # e.g. BackboneFinetuning
+    with pytest.raises(ConfigError, match="optimizer.beta"):
+        Adam([{"params": [a]}, {"params": [b], "beta": 0.9}], form="lecture")
+
+
 @pytest.mark.parametrize("make", [
     lambda p: SGD(p, lr=0.1, weight_decay=0.01), lambda p: Momentum(p, lr=0.1, mu=0.9),
-    lambda p: Adaptive(p, lr=0.05), lambda p: Adaptive(p, lr=0.05, per_coordinate=True),
-    lambda p: Adam(p, lr=0.01), lambda p: Adam(p, lr=0.01, form="lecture"),
-], ids=["sgd", "momentum", "adaptive", "adagrad", "adam", "adam-lecture"])  # fmt: skip
+    lambda p: Adaptive(p, lr=0.05), lambda p: Adaptive(p, lr=0.05, scope="tensor"),
+    lambda p: Adaptive(p, lr=0.05, scope="coordinate"), lambda p: Adam(p, lr=0.01),
+    lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture"),
+    lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture", scope="tensor"),
+], ids=["sgd", "momentum", "adaptive", "adaptive-tensor", "adagrad", "adam", "adam-lecture",
+        "adam-lecture-tensor"])  # fmt: skip
 def test_state_survives_a_checkpoint_round_trip(make, tmp_path):
     net, x, y = problem()
     net_a = copy.deepcopy(net)
@@ -199,3 +388,19 @@ def test_state_survives_a_checkpoint_round_trip(make, tmp_path):
 def test_out_of_range_hyperparameters_are_config_errors(make, key):
     with pytest.raises(ConfigError, match=key):
         make([torch.zeros(2, requires_grad=True)])
+
+
+def test_the_old_key_per_coordinate_fails_in_one_line_naming_scope(tmp_path):
+    proc = run_cli(["optimizer=adaptive", "optimizer.per_coordinate=true", f"hydra.run.dir={tmp_path}"],
+                   check=False)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1
+    assert "optimizer.per_coordinate" in lines[0] and "optimizer.scope" in lines[0]
+
+
+def test_a_run_with_the_lecture_form_logs_exactly_one_warning_line(tmp_path):
+    proc = run_cli(["optimizer=adam", "optimizer.form=lecture", "debug=limit", "trainer.max_epochs=1",
+                    "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "optimizer.form=lecture" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0] and "exactly 0" in lines[0]

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hydra.utils import instantiate
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import read_metrics
+from conftest import read_metrics, run_cli
 from descentlab.data.augment import RandomHorizontalFlipBatch, augmentation, batch_affine
-from descentlab.models.classifier import l2_penalty
+from descentlab.models.classifier import squared_weight_norm
 from descentlab.train import run
 
 
 def test_penalty_is_lambda_times_squared_weights_not_biases(make_cfg):
     model = instantiate(make_cfg("regularizer=weight_decay").model)
-    assert model.weight_decay == pytest.approx(1e-3)
+    assert model.l2_penalty == pytest.approx(1e-3)
     expected = sum((m.weight**2).sum() for m in model.net if isinstance(m, torch.nn.Linear))
-    assert torch.allclose(l2_penalty(model.net), expected)
+    assert torch.allclose(squared_weight_norm(model.net), expected)
     batch = (torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
     total = model.training_step(batch, 0)
     data_loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
@@ -27,7 +29,7 @@ def test_penalty_is_lambda_times_squared_weights_not_biases(make_cfg):
 
 def test_weight_decay_logs_penalty_and_shrinks_weights(make_cfg, tmp_path):
     plain = run(make_cfg("trainer.max_epochs=5", "callbacks.early_stopping=null", subdir="plain"))
-    decayed = run(make_cfg("regularizer=weight_decay", "model.weight_decay=0.01", "trainer.max_epochs=5",
+    decayed = run(make_cfg("regularizer=weight_decay", "model.l2_penalty=0.01", "trainer.max_epochs=5",
                            "callbacks.early_stopping=null", subdir="decayed"))  # fmt: skip
     assert "train/penalty" in decayed and "train/penalty" not in plain
 
@@ -36,6 +38,54 @@ def test_weight_decay_logs_penalty_and_shrinks_weights(make_cfg, tmp_path):
         return sum((v**2).sum() for k, v in state.items() if k.endswith("weight"))
 
     assert norm("decayed") < 0.8 * norm("plain")
+
+
+def sgd_trajectory(net, step_fn, optimizer, steps=30):
+    """Full-batch steps on a fixed random problem; the parameters at the end."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(32, 1, 8, 8, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (32,), generator=gen)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        step_fn((x, y)).backward()
+        optimizer.step()
+    return [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("lam", [1e-3, 0.05])
+def test_l2_penalty_lambda_is_torch_sgd_weight_decay_two_lambda_on_the_weights_only(make_cfg, lam):
+    """L + λ‖w‖² has gradient ∇L + 2λw on weights: torch's weight_decay=2λ on a weights-only group."""
+    cfg = make_cfg("regularizer=weight_decay", f"model.l2_penalty={lam}", "optimizer=sgd",
+                   "optimizer.lr=0.5", "model.net.hidden_dims=[16,12]", "init=xavier_normal")  # fmt: skip
+    model = instantiate(cfg.model).double()
+    start = copy.deepcopy(model.net)
+    ours = sgd_trajectory(
+        model.net, lambda b: model.training_step(b, 0), model.configure_optimizers()
+    )
+
+    def torch_sgd(weights_decay, biases_decay):
+        net = copy.deepcopy(start)
+        groups = [
+            {"params": [p for p in net.parameters() if p.ndim >= 2], "weight_decay": weights_decay},
+            {"params": [p for p in net.parameters() if p.ndim < 2], "weight_decay": biases_decay},
+        ]
+        loss = lambda b: torch.nn.functional.cross_entropy(net(b[0]), b[1])  # noqa: E731
+        return sgd_trajectory(net, loss, torch.optim.SGD(groups, lr=0.5))
+
+    def gap(theirs):
+        return max((p - q).abs().max().item() for p, q in zip(ours, theirs, strict=True))
+
+    assert gap(torch_sgd(2 * lam, 0.0)) < 1e-12
+    assert gap(torch_sgd(lam, 0.0)) > 1e-6  # λw, torch's meaning of the same number: differs
+    assert gap(torch_sgd(2 * lam, 2 * lam)) > 1e-6  # decaying the biases too: differs
+
+
+def test_the_old_key_model_weight_decay_fails_in_one_line_naming_the_new_one(tmp_path):
+    proc = run_cli(["model.weight_decay=0.01", f"hydra.run.dir={tmp_path}"], check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.weight_decay" in lines[0] and "model.l2_penalty" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
 
 
 def test_dropout_is_active_in_training_and_off_in_eval(make_cfg):
@@ -50,7 +100,7 @@ def test_dropout_is_active_in_training_and_off_in_eval(make_cfg):
 
 def test_regularizers_combine_as_a_list(make_cfg):
     cfg = make_cfg("regularizer=[weight_decay,dropout,augment]")
-    assert cfg.model.weight_decay > 0 and cfg.model.net.dropout > 0 and cfg.data.augment is not None
+    assert cfg.model.l2_penalty > 0 and cfg.model.net.dropout > 0 and cfg.data.augment is not None
 
 
 def test_bottleneck_narrows_a_hidden_layer(make_cfg):

@@ -6,6 +6,9 @@ metrics, run_dir = train(["optimizer=sgd", "trainer.max_epochs=5"], "logs/notebo
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +36,42 @@ def compose(
 
 
 def train(
-    overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path = "logs/api"
+    overrides: list[str] | tuple[str, ...] = (),
+    output_dir: str | Path = "logs/api",
+    quiet: bool = False,
 ) -> tuple[dict[str, Any], Path]:
-    """Run one training as ``train.py`` would; return its final metrics and run dir."""
+    """Run one training as ``train.py`` would; return its final metrics and run dir.
+
+    ``quiet=True`` keeps the run's printed output (the final table, Lightning's info
+    lines) out of the caller's output, e.g. a notebook's cells; warnings still show.
+    """
     from descentlab.train import run
 
     cfg = compose(overrides, output_dir)
-    return run(cfg), Path(cfg.paths.output_dir)
+    if not quiet:
+        return run(cfg), Path(cfg.paths.output_dir)
+    import lightning.pytorch  # noqa: F401 - sets its loggers' levels on import, before ours
+
+    lightning_logs = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in lightning_logs]
+    try:
+        for log in lightning_logs:
+            log.setLevel(logging.WARNING)
+        with _silenced():
+            return run(cfg), Path(cfg.paths.output_dir)
+    finally:
+        for log, level in zip(lightning_logs, levels, strict=True):
+            log.setLevel(level)
+
+
+def _silenced():
+    """Swallow printed output; in Jupyter also rich's output, which it sends as displays."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        from IPython.utils.capture import capture_output
+
+        return capture_output(stdout=True, stderr=False, display=True)
+    return contextlib.redirect_stdout(io.StringIO())

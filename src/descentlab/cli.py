@@ -13,6 +13,21 @@ from __future__ import annotations
 import os
 import sys
 
+# Keys that were renamed: the old name on the command line gets one line naming the new one.
+RENAMED_KEYS = {
+    "model.weight_decay": "model.l2_penalty (λ of the penalty λ‖w‖² on weights; "
+    "optimizer.weight_decay is torch's λw on every parameter)",
+    "optimizer.per_coordinate": "optimizer.scope (per_coordinate=true is scope=coordinate)",
+}
+
+
+def renamed_key_hint(message: str) -> str | None:
+    """'OLD was renamed: use NEW' when Hydra's error is about a renamed key, else None."""
+    for old, new in RENAMED_KEYS.items():
+        if f"'{old}'" in message or f"'+{old}'" in message:
+            return f"{old} was renamed: use {new}"
+    return None
+
 
 def one_line(message: str) -> str:
     """Collapse Hydra/OmegaConf's multi-line message: text lines joined, options listed."""
@@ -51,6 +66,7 @@ def short_config_errors() -> None:
             message = one_line(str(err))
             if err.__cause__ is not None:  # e.g. "Key 'max_epoch' is not in struct"
                 message += f" ({one_line(str(err.__cause__))})"
+            message = renamed_key_hint(message) or message
             print(f"descentlab: error: {message}", file=sys.stderr)
             sys.exit(1)
         except Exception as err:  # noqa: BLE001 - reported by Hydra as before

@@ -180,7 +180,7 @@ def validate(cfg: DictConfig) -> None:
     _check_data(cfg.data)
     _check_net(cfg.model.get("net", {}))
     _check_optimizer(cfg.model.get("optimizer", {}))
-    _check_number("model.weight_decay", cfg.model.get("weight_decay"), "a number >= 0",
+    _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
                   lambda v: v >= 0)  # fmt: skip
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")

@@ -1,4 +1,4 @@
-"""The LightningModule: a network, its loss, the weight-decay penalty, metrics, optimizer."""
+"""The LightningModule: a network, its loss, the λ‖w‖² penalty, metrics, optimizer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
 
 
-def l2_penalty(module: nn.Module) -> Tensor:
+def squared_weight_norm(module: nn.Module) -> Tensor:
     """‖w‖² summed over weight matrices and kernels (``ndim >= 2``).
 
     Biases and normalization scales/shifts (1-D) are left out: penalizing them does
@@ -28,21 +28,25 @@ def l2_penalty(module: nn.Module) -> Tensor:
 
 
 class Classifier(L.LightningModule):
-    """Trains ``net`` to minimize cross-entropy, plus ``λ‖w‖²`` when ``weight_decay > 0``.
+    """Trains ``net`` to minimize cross-entropy, plus ``λ‖w‖²`` when ``l2_penalty = λ > 0``.
 
     The training objective is the lecture's regularized loss
 
         L(w) = (1/|S|) Σ_{i∈S} ℓ(y_i, f_w(x_i)) + λ ‖w‖²
 
-    where ℓ is cross-entropy on the logits ``f_w(x)``. ``train/loss`` logs the data term
-    and ``train/penalty`` the λ‖w‖² term, each averaged over the epoch.
+    where ℓ is cross-entropy on the logits ``f_w(x)`` and ‖w‖² runs over weights only
+    (:func:`squared_weight_norm`). The penalty's gradient is 2λw, on weights. That is not
+    what an optimizer's ``weight_decay`` means (torch's: g ← ∇L + λw on every parameter,
+    biases included): with plain SGD, ``l2_penalty=λ`` follows the same trajectory as
+    ``torch.optim.SGD(weight_decay=2λ)`` applied to the weights only. ``train/loss`` logs
+    the data term and ``train/penalty`` the λ‖w‖² term, each averaged over the epoch.
 
     Args:
         net: the network; outputs logits.
         optimizer: a factory ``params -> torch.optim.Optimizer`` (Hydra ``_partial_``).
         init: an initializer applied to ``net`` here, so that the module is ready to
             train as soon as Hydra has built it (``None`` keeps PyTorch's own init).
-        weight_decay: λ of the coupled L2 penalty added to the loss.
+        l2_penalty: λ of the penalty λ‖w‖² added to the loss (weights only).
         scheduler: optional factory ``optimizer -> LRScheduler`` stepped each epoch.
     """
 
@@ -51,7 +55,7 @@ class Classifier(L.LightningModule):
         net: nn.Module,
         optimizer: OptimizerFactory,
         init: Callable[[nn.Module], None] | None = None,
-        weight_decay: float = 0.0,
+        l2_penalty: float = 0.0,
         scheduler: Callable | None = None,
         num_classes: int | None = None,
     ):
@@ -59,7 +63,7 @@ class Classifier(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.weight_decay = float(weight_decay)
+        self.l2_penalty = float(l2_penalty)
         if init is not None:
             # a pretrained backbone keeps its weights: only a new head is initialized
             init(net.head if hasattr(net, "backbone") else net)
@@ -112,8 +116,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._step("train", batch)
-        if self.weight_decay > 0:
-            penalty = self.weight_decay * l2_penalty(self.net)
+        if self.l2_penalty > 0:
+            penalty = self.l2_penalty * squared_weight_norm(self.net)
             self.penalty.update(penalty.detach())
             loss = loss + penalty
         return loss
@@ -139,7 +143,7 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         values = self._log_epoch("train")
-        if self.weight_decay > 0:
+        if self.l2_penalty > 0:
             self.log("train/penalty", self.penalty.compute())
             self.penalty.reset()
         # val/loss − train/loss for the epoch just finished (validation runs inside it).

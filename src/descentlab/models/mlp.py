@@ -38,6 +38,9 @@ class MLP(nn.Sequential):
         dropout: rate ``p`` of dropout after each hidden activation (0 disables it).
         ops: ``native`` (torch.nn layers) or ``optable`` (the lecture's op table, see
             ``descentlab.autograd``); both have the same parameters and initialization.
+        bias: ``False`` drops every bias: with ``activation=identity`` the net is then the
+            lecture's deep linear network f_w(x) = W_L ⋯ W_1 x exactly (with biases it is
+            affine, and the gradient's product formula gains bias terms).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class MLP(nn.Sequential):
         activation: str = "relu",
         dropout: float = 0.0,
         ops: str = "native",
+        bias: bool = True,
     ):
         if activation not in ACTIVATIONS:
             raise ConfigError("model.net.activation", activation, f"one of {sorted(ACTIVATIONS)}")
@@ -56,7 +60,7 @@ class MLP(nn.Sequential):
         dims = [math.prod(input_shape), *hidden_dims, num_classes]
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (n_in, n_out) in enumerate(itertools.pairwise(dims)):
-            layers.append(self._linear(n_in, n_out, ops))
+            layers.append(self._linear(n_in, n_out, ops, bias))
             if i < len(dims) - 2:  # hidden layer: activation, then dropout
                 layers.append(self._activation(activation, ops))
                 if dropout > 0:
@@ -69,12 +73,12 @@ class MLP(nn.Sequential):
         self.ops = ops
 
     @staticmethod
-    def _linear(n_in: int, n_out: int, ops: str) -> nn.Module:
+    def _linear(n_in: int, n_out: int, ops: str, bias: bool) -> nn.Module:
         if ops == "optable":
             from descentlab.autograd.layers import OpLinear
 
-            return OpLinear(n_in, n_out)
-        return nn.Linear(n_in, n_out)
+            return OpLinear(n_in, n_out, bias=bias)
+        return nn.Linear(n_in, n_out, bias=bias)
 
     @staticmethod
     def _activation(name: str, ops: str) -> nn.Module:

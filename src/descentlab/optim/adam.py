@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from descentlab.errors import ConfigError
-from descentlab.optim.base import LectureOptimizer, check_hyperparameters
+from descentlab.optim.adaptive import check_no_one_element_tensors
+from descentlab.optim.base import (
+    LectureOptimizer,
+    adaptive_step,
+    centered_square_norm,
+    check_hyperparameters,
+    check_scope,
+)
+
+log = logging.getLogger(__name__)
+LECTURE_FORM_WARNING = (
+    "optimizer.form=lecture is the notes' literal Adam: its bias correction compounds inside "
+    "the recursion, s_t overflows (float32: about step 20 at beta=0.999) and every update "
+    "is then exactly 0; use form=standard to train"
+)
+_warned = False
+
+
+def warn_lecture_form_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(LECTURE_FORM_WARNING)
 
 
 class Adam(LectureOptimizer):
-    r"""Adam (adaptive moment estimation), in the lecture's symbols μ, β, ε.
+    r"""Adam (adaptive moment estimation), in the lecture's symbols η, μ, β, ε.
 
     ``form="standard"`` (the default, Kingma & Ba 2015) keeps raw moving averages and
     corrects their bias only where they are used:
@@ -24,61 +48,113 @@ class Adam(LectureOptimizer):
     Why 1−μ^t: with v_0 = 0, v_t = (1−μ) Σ_k μ^{t−k} g_k, whose weights sum to 1−μ^t,
     so for constant gradients v_t = (1−μ^t) g: dividing by 1−μ^t removes the pull
     towards the zero start. This equals ``torch.optim.Adam(lr=η, betas=(μ, β), eps=ε,
-    weight_decay=λ)``.
+    weight_decay=λ)``; s_t is per coordinate (``scope`` must be ``coordinate`` or unset).
 
     ``form="lecture"`` is the notes' literal transcription: the correction sits inside
-    the recursion and s_t uses the centered norm (one scalar per tensor):
+    the recursion and s_t uses the centered norm c_t = ‖g_t − mean(g_t)‖² over ``scope``
+    (``global``, the default: all parameters as one vector, as in the notes; ``tensor``:
+    one s per tensor; ``coordinate``: c_t = g_t ⊙ g_t per entry):
 
     .. math::
         v_t \leftarrow \frac{\mu v_{t-1} + (1-\mu) g_t}{1-\mu^t},\qquad
-        s_t \leftarrow \frac{\beta s_{t-1} + (1-\beta)\lVert g_t - \operatorname{mean}(g_t)\rVert^2}{1-\beta^t},\qquad
+        s_t \leftarrow \frac{\beta s_{t-1} + (1-\beta)\, c_t}{1-\beta^t},\qquad
         w_{t+1} \leftarrow w_t - \frac{\eta}{\sqrt{s_t} + \epsilon}\, v_t .
 
-    Because the corrected v_{t−1} is fed back, the correction compounds: for a constant
-    gradient g, v_1 = g but v_2 = g/(1−μ²) ≈ 5.3 g at μ = 0.9, and s_t is inflated the
-    same way at β = 0.999 (s_2 ≈ 500·‖·‖²), so early steps are scaled by an amount that
-    depends on t rather than on the gradients; both settle to the standard values as
-    μ^t, β^t → 0. The optimizers notebook plots the step sizes of both forms.
+    **It stops learning.** Because the corrected s_{t−1} is fed back, each step multiplies
+    it by a_t = β/(1−β^t): s_t = a_t s_{t−1} + (1−β)c_t/(1−β^t) ≥ a_t s_{t−1}, so
+
+    .. math::
+        s_t \;\ge\; c_1 \prod_{k=2}^{t} \frac{\beta}{1-\beta^k}
+            \;\approx\; c_1\,\frac{(\beta/(1-\beta))^{t-1}}{t!}
+        \qquad(1-\beta^k \approx k(1-\beta)\text{ for small } k).
+
+    a_t > 1 as long as β^t > 1−β, i.e. for t < ln(1−β)/ln β ≈ 6904 steps at β = 0.999.
+    The product is 10^9.9 at t = 5, 10^20.4 at t = 10 and 10^38.6 at t = 20: past
+    float32's largest number (3.4·10^38), so s_t = inf at about step 20 (float64: about
+    step 329). From then on √s_t = inf, every update η v_t/(√s_t + ε) is exactly 0, and
+    β·inf = inf keeps it there: the stall is permanent. Long before, the steps are
+    negligible (√s_t ≈ 10^10 √c_1 at t = 10). The first moment compounds the same way,
+    by μ/(1−μ^t) > 1 for t < ln(1−μ)/ln μ ≈ 21.9 at μ = 0.9 (v_2 = g/(1−μ²) ≈ 5.3 g
+    under a constant gradient, up to ≈ 3.4·10³ g at t = 21, then it decays towards g);
+    v stays finite, s is what stops the run. Selecting this form logs one warning.
+
+    As in :class:`~descentlab.optim.adaptive.Adaptive`, where s_t = 0 (a centered norm
+    of 0 at step 1) the step is 0 rather than η v/ε, and ``scope=tensor`` refuses
+    1-element tensors.
 
     Args:
         lr: η.  mu: μ (first moment).  beta: β (second moment).  eps: ε.
-        weight_decay: λ, coupled L2.  form: ``standard`` or ``lecture``.
+        weight_decay: λ, coupled (g ← ∇L + λw, torch's meaning).
+        form: ``standard`` or ``lecture``.
+        scope: where s_t is accumulated for ``form=lecture``: ``global`` (its default),
+            ``tensor`` or ``coordinate``; ``form=standard`` is per coordinate.
     """
 
     def __init__(self, params, lr: float = 1e-3, mu: float = 0.9, beta: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0, form: str = "standard"):  # fmt: skip
+                 weight_decay: float = 0.0, form: str = "standard", scope: str | None = None):  # fmt: skip
         check_hyperparameters(lr, weight_decay, mu=mu, beta=beta)
         if form not in ("standard", "lecture"):
             raise ConfigError("optimizer.form", form, "one of ['standard', 'lecture']")
-        super().__init__(
-            params,
-            {
-                "lr": lr,
-                "mu": mu,
-                "beta": beta,
-                "eps": eps,
-                "weight_decay": weight_decay,
-                "form": form,
-            },
-        )
+        if scope is None:
+            scope = "global" if form == "lecture" else "coordinate"
+        check_scope(scope)
+        if form == "standard" and scope != "coordinate":
+            raise ConfigError(
+                "optimizer.scope", scope, "coordinate or null with optimizer.form=standard "
+                "(standard Adam's s_t is per coordinate; scope applies to form=lecture)"
+            )  # fmt: skip
+        defaults = {"lr": lr, "mu": mu, "beta": beta, "eps": eps, "weight_decay": weight_decay,
+                    "form": form, "scope": scope}  # fmt: skip
+        super().__init__(params, defaults)
+        if form == "lecture":
+            warn_lecture_form_once()
+
+    def shared_keys(self) -> tuple[str, ...]:
+        # the global s_t is one recursion in β over all parameters
+        return ("form", "scope", "beta") if self.defaults["scope"] == "global" else ("form",)
+
+    def check_group(self, group: dict, group_index: int) -> None:
+        if group["form"] == "lecture" and group["scope"] == "tensor":
+            check_no_one_element_tensors(group, group_index)
+
+    def begin_step(self, pairs) -> None:
+        group = self.param_groups[0]
+        if group["form"] != "lecture" or group["scope"] != "global":
+            return
+        beta, state = group["beta"], self.global_state
+        if "s" not in state:
+            g0 = pairs[0][1]
+            state["t"], state["s"] = 0, torch.zeros((), dtype=g0.dtype, device=g0.device)
+        state["t"] += 1
+        c = centered_square_norm([g for _, g in pairs])
+        state["s"].mul_(beta).add_(c, alpha=1 - beta).div_(1 - beta ** state["t"])
 
     def update(self, p, g, state, group) -> None:
         mu, beta, eps, lr = group["mu"], group["beta"], group["eps"], group["lr"]
-        lecture = group["form"] == "lecture"
+        scope = group["scope"]
         if "t" not in state:
             state["t"] = torch.zeros((), dtype=torch.float64)
             state["v"] = torch.zeros_like(p)
-            state["s"] = (
-                torch.zeros((), dtype=p.dtype, device=p.device) if lecture else torch.zeros_like(p)
-            )
+            if scope != "global":
+                state["s"] = (
+                    torch.zeros((), dtype=p.dtype, device=p.device)
+                    if scope == "tensor"
+                    else torch.zeros_like(p)
+                )
         state["t"] += 1
         t = float(state["t"])
-        v, s = state["v"], state["s"]
-        if lecture:
+        v = state["v"]
+        if group["form"] == "lecture":
             v.mul_(mu).add_(g, alpha=1 - mu).div_(1 - mu**t)
-            s.mul_(beta).add_((g - g.mean()).pow(2).sum(), alpha=1 - beta).div_(1 - beta**t)
-            p.sub_(lr * v / (s.sqrt() + eps))
+            if scope == "global":
+                s = self.global_state["s"]
+            else:
+                c = centered_square_norm([g]) if scope == "tensor" else g * g
+                s = state["s"]
+                s.mul_(beta).add_(c, alpha=1 - beta).div_(1 - beta**t)
+            adaptive_step(p, v, s, lr, eps)
         else:
+            s = state["s"]
             v.mul_(mu).add_(g, alpha=1 - mu)
             s.mul_(beta).addcmul_(g, g, value=1 - beta)
             v_hat = v / (1 - mu**t)
