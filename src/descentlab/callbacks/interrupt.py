@@ -77,7 +77,7 @@ class GracefulStop(Checkpoint):
         return bool(asked)
 
     def _stop(self, trainer, where: str) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume
         raise RunInterrupted(
             f"stopped by SIGTERM {where} (epoch {trainer.current_epoch}, step "
             f"{trainer.global_step}); resume with ckpt_path=last from {self.path}",
