@@ -94,12 +94,21 @@ def print_table(metrics: dict[str, Any], where: Path) -> None:
     console.print(f"metrics written to {where}")
 
 
-def finish_loggers(loggers: list[Any]) -> None:
-    """Close W&B runs so that each run of a multirun is its own W&B run, flushed to disk."""
+def finish_loggers(loggers: list[Any], summary: dict[str, Any] | None = None) -> None:
+    """Close W&B runs so that each run of a multirun is its own W&B run, flushed to disk.
+
+    ``summary`` (the final ``metrics.json``) replaces W&B's run summary, which otherwise
+    holds the last value logged under each name: ``val/acc`` there is then the kept
+    model's, the value a W&B sweep with ``metric: val/acc`` optimizes.
+    """
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            if summary:
+                logger.experiment.summary.update(
+                    {k: v for k, v in summary.items() if not k.endswith("_path") and v is not None}
+                )
             logger.experiment.finish()
 
 
@@ -266,8 +275,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )  # fmt: skip
         if trainer.is_global_zero:
             try:
-                finish_loggers(loggers)
-                write_metrics(output_dir / "metrics.json", record(status, failure_reason(err)))
+                failed = record(status, failure_reason(err))
+                finish_loggers(loggers, summary=failed)
+                write_metrics(output_dir / "metrics.json", failed)
             except OSError:  # e.g. the disk that made the run fail is still full
                 pass
         raise
@@ -290,7 +300,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics["ckpt_path"] = best_path or None
     metrics["model_path"] = str(model_path) if model_path.exists() else None
 
-    finish_loggers(loggers)
+    finish_loggers(loggers, summary={k: _scalar(v) for k, v in metrics.items()})
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         print_table(metrics, output_dir / "metrics.json")
