@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -137,3 +138,44 @@ def test_report_reads_the_nan_strings_train_py_writes(tmp_path):
         line for line in proc.stdout.splitlines() if line.startswith("| ") and "run" not in line
     ]
     assert rows[0].startswith("| b ") and "nan" in rows[1], proc.stdout  # NaN ranks last
+
+
+# ------------------------------------------------------------------ full and read-only disks
+def mount_tmpfs(path, options: str) -> bool:
+    """A small tmpfs at ``path`` (needs root and CAP_SYS_ADMIN; the tests skip without)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0  # fmt: skip
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    if not mount_tmpfs(disk, "size=300k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    disk = tmp_path / "ro"
+    if not mount_tmpfs(disk, "size=1m,ro"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_file(small_disk):
+    run_dir = small_disk / "run"
+    error = one_error_line(
+        run_cli(["trainer.max_epochs=3", f"hydra.run.dir={run_dir}"], check=False)
+    )
+    assert "No space left on device" in error and str(run_dir / "checkpoints") in error
+    assert not list((run_dir / "checkpoints").glob(".*tmp*"))  # no half-written file left
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_read_only_run_dir_is_one_line(read_only_disk):
+    error = one_error_line(run_cli([f"hydra.run.dir={read_only_disk / 'run'}"], check=False))
+    assert "Read-only file system" in error and str(read_only_disk / "run") in error

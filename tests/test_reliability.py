@@ -77,12 +77,23 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     assert 38 <= step < 57 and re.search(r"became (nan|inf|-inf)", error), (
         error
     )  # in epoch 2, when lr exploded
+    named = re.search(r"the last good checkpoint is (\S+)", error).group(1)
+    assert Path(named).is_file() and "optimizer.lr" in error  # a file that exists
     last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 1 and last["global_step"] == 38
     assert all(
         torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
     )
     assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
+
+
+def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path):
+    proc = run_cli(["optimizer=sgd", "optimizer.lr=1e12", "callbacks.progress_bar=null",
+                    f"hydra.run.dir={tmp_path}"], check=False)  # fmt: skip
+    error = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")][0]
+    assert proc.returncode == 1 and "no checkpoint was written before it" in error
+    assert not list(tmp_path.glob("checkpoints/*.ckpt"))
+    assert read_metrics(tmp_path)["status"] == "diverged"
 
 
 def test_safe_checkpoint_io_refuses_non_finite_weights(tmp_path):
