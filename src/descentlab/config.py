@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
+
+from descentlab.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _num_classes(classes, default: int) -> int:
     """``${n_classes:${data.classes},10}``: the subset's size, else the dataset's count."""
+    if classes is not None and not isinstance(classes, (list, tuple, ListConfig)):
+        raise ConfigError("data.classes", classes, "a list of class ids, e.g. [3,5], or null")
     return len(classes) if classes is not None else int(default)
 
 

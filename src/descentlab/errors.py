@@ -27,3 +27,7 @@ class DivergenceError(DescentlabError):
 
 class CheckpointError(DescentlabError):
     """A checkpoint is missing, corrupt, truncated or unsafe to load."""
+
+
+class RunAlreadyFinished(DescentlabError):
+    """Resuming a run that has nothing left to train (reported as one line, exit 0)."""

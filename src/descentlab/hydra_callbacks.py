@@ -16,17 +16,24 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from descentlab import run_dir
-from descentlab.errors import DescentlabError
+from descentlab.errors import DescentlabError, RunAlreadyFinished
 
 
-def _fail(err: DescentlabError) -> None:
+def _fail(err: DescentlabError, created_dir: Path | None = None) -> None:
     print(f"descentlab: error: {err}", file=sys.stderr)
+    if created_dir is not None:
+        run_dir.remove_if_empty(created_dir)
     sys.exit(1)
 
 
 class RunDirGuard(Callback):
-    """Lock the run dir (or the sweep dir) for this process; refuse a fresh run into a
-    run dir that already holds a run (resume it with ``ckpt_path=last`` instead)."""
+    """Before Hydra writes into the run dir (``.hydra/``, ``train.log``):
+
+    - lock it for this process (one writer per run dir; a sweep locks its sweep dir);
+    - refuse a fresh run, or another run's checkpoint, into a run dir holding a run;
+    - check a resume's checkpoint against the config (changed keys, a finished run), so
+      that a refused resume leaves the run dir's recorded config untouched.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not run_dir.is_rank_zero():
@@ -34,19 +41,53 @@ class RunDirGuard(Callback):
         path = Path(str(config.hydra.run.dir))
         try:
             run_dir.lock(path)
-            if not config.get("ckpt_path") and run_dir.holds_a_run(path):
+            ckpt_path = config.get("ckpt_path")
+            own_checkpoints = (path / "checkpoints").resolve()
+            if run_dir.holds_a_run(path) and (
+                not ckpt_path
+                or (
+                    ckpt_path != "last" and Path(str(ckpt_path)).resolve().parent != own_checkpoints
+                )
+            ):
                 raise run_dir.RunDirError(
                     f"run dir {path.resolve()} already holds a run: resume it with ckpt_path=last, "
                     f"or choose another hydra.run.dir (its results would be overwritten)"
                 )
+            if ckpt_path:
+                self._precheck(config, path)
+        except RunAlreadyFinished as done:
+            print(f"descentlab: {done}", file=sys.stderr)
+            sys.exit(0)
         except DescentlabError as err:
-            _fail(err)
+            _fail(err, path)
+
+    @staticmethod
+    def _precheck(config: DictConfig, path: Path) -> None:
+        from omegaconf import open_dict
+
+        from descentlab import resume
+
+        cfg = config.copy()
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
+        checkpoint = resume.resolve(str(cfg.ckpt_path), cfg)
+        try:
+            resume.fixed_config(cfg)
+        except Exception:  # noqa: BLE001 - a config that does not resolve: train.run reports it
+            return
+        resume.precheck(checkpoint, cfg)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not run_dir.is_rank_zero():
             return
+        path = Path(str(config.hydra.sweep.dir))
         try:
-            run_dir.lock(Path(str(config.hydra.sweep.dir)))
+            run_dir.lock(path)
+            if run_dir.holds_a_sweep(path):
+                raise run_dir.RunDirError(
+                    f"sweep dir {path.resolve()} already holds a multirun: its jobs would be "
+                    f"overwritten; choose another hydra.sweep.dir"
+                )
         except DescentlabError as err:
             _fail(err)
 

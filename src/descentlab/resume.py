@@ -26,15 +26,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from descentlab.checkpoints import load_checkpoint
-from descentlab.errors import CheckpointError, ConfigError, DescentlabError
+from descentlab.errors import CheckpointError, ConfigError, RunAlreadyFinished
 
 # Config sections a resumed run must share with the checkpoint's run.
 RESUME_FIXED = ("model", "data", "optimizer", "init", "seed")
 CONFIG_KEY = "descentlab_config"
-
-
-class RunAlreadyFinished(DescentlabError):
-    """Resuming a run that has nothing left to train (reported as one line, exit 0)."""
 
 
 def fixed_config(cfg: DictConfig) -> dict[str, Any]:
@@ -122,8 +118,8 @@ def non_finite_keys(state: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
-    """Load ``path`` and refuse, in one line, anything that cannot resume into ``cfg``/``model``."""
+def precheck(path: str, cfg: DictConfig) -> dict:
+    """The checks that need only the file and the config (run before Hydra writes anything)."""
     checkpoint = load_checkpoint(path)
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(
@@ -149,18 +145,6 @@ def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
                 f"checkpoint's model, data, optimizer, init and seed; drop these overrides, or start "
                 f"a new run (another hydra.run.dir) to change them"
             )
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if hasattr(v, "shape")}
-    mismatched = sorted(
-        k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
-    )
-    if mismatched:
-        key = mismatched[0]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model: {key} is {found.get(key)} in the checkpoint, "
-            f"{expected.get(key)} here ({len(mismatched)} tensors differ); resume with the model "
-            f"config it was trained with"
-        )
     done = epochs_done(checkpoint)
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs not in (None, -1) and done > max_epochs:
@@ -178,4 +162,32 @@ def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
             f"nothing to resume: the run of {path} already finished ({why} after {done} epochs); "
             f"its results are unchanged (raise trainer.max_epochs to train a run that did not early-stop)"
         )
-    return Resume(str(path), int(checkpoint.get("global_step", 0)), done)
+    return checkpoint
+
+
+def metric_state_keys(model: torch.nn.Module) -> set[str]:
+    """state_dict keys of torchmetrics states (not weights: not compared between runs)."""
+    from torchmetrics import Metric
+
+    prefixes = [f"{name}." for name, m in model.named_modules() if isinstance(m, Metric) and name]
+    return {k for k in model.state_dict() if any(k.startswith(p) for p in prefixes)}
+
+
+def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
+    """Load ``path`` and refuse, in one line, anything that cannot resume into ``cfg``/``model``."""
+    checkpoint = precheck(path, cfg)
+    ignored = metric_state_keys(model)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in ignored}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()
+             if hasattr(v, "shape") and k not in ignored}  # fmt: skip
+    mismatched = sorted(
+        k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+    )
+    if mismatched:
+        key = mismatched[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {key} is {found.get(key)} in the checkpoint, "
+            f"{expected.get(key)} here ({len(mismatched)} tensors differ); resume with the model "
+            f"config it was trained with"
+        )
+    return Resume(str(path), int(checkpoint.get("global_step", 0)), epochs_done(checkpoint))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import socket
 from pathlib import Path
@@ -84,9 +85,25 @@ def lock(run_dir: str | Path) -> None:
 
 
 def holds_a_run(run_dir: str | Path) -> bool:
-    """True when ``run_dir`` already has a run's results (checkpoints or metrics.json)."""
+    """True when ``run_dir`` has a run's results: checkpoints, or a finished ``metrics.json``.
+
+    A run that failed before writing any checkpoint (bad config, divergence at once, an
+    early signal) leaves nothing to resume: a fresh run may take its place.
+    """
     path = Path(run_dir)
-    return (path / "metrics.json").is_file() or any((path / "checkpoints").glob("*.ckpt"))
+    if any((path / "checkpoints").glob("*.ckpt")):
+        return True
+    try:
+        status = json.loads((path / "metrics.json").read_text()).get("status", "completed")
+    except (OSError, ValueError, AttributeError):
+        return (path / "metrics.json").exists()
+    return status in ("completed", "early_stopped")
+
+
+def holds_a_sweep(sweep_dir: str | Path) -> bool:
+    """True when ``sweep_dir`` already has a multirun's jobs."""
+    path = Path(sweep_dir)
+    return (path / "multirun.yaml").exists() or any(path.glob("*/metrics.json"))
 
 
 def remove_if_empty(run_dir: str | Path) -> None:

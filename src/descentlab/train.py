@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +191,45 @@ def failure_reason(err: BaseException) -> str:
     return message if isinstance(err, DescentlabError) else f"{type(err).__name__}: {message}"
 
 
+class BuildError(DescentlabError):
+    """An object of the config could not be built (a bad value its class refused)."""
+
+
+@contextmanager
+def building(group: str):
+    """Report any failure to build ``group`` from the config as one line naming it."""
+    from hydra.errors import InstantiationException
+
+    try:
+        yield
+    except DescentlabError:
+        raise
+    except (InstantiationException, Exception) as err:  # noqa: BLE001 - the config is the cause
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        from descentlab.cli import one_line
+
+        where = re.search(r"full_key: (\S+)", str(err))
+        key = where.group(1) if where else group
+        raise BuildError(
+            f"{key}: cannot be built from the config ({type(cause).__name__}: {one_line(str(cause))})"
+        ) from None
+
+
+def signal_exit(trainer, stop_request, output_dir: Path, interrupted_metrics) -> Exception:
+    """Lightning ends fit/test with SystemExit after Ctrl-C (and after its own SIGTERM
+    handling, e.g. during the sanity check): record the run as interrupted, say which signal."""
+    import signal
+
+    from descentlab.callbacks import RunInterrupted
+
+    signum = stop_request.signum or signal.SIGINT
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    reason = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
+    if trainer.is_global_zero:
+        write_metrics(output_dir / "metrics.json", interrupted_metrics(reason))
+    return RunInterrupted(reason, signum=signum)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test the configured model; return (and write) the final metrics."""
     from descentlab.validate import validate
@@ -212,8 +253,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     configure_torch(cfg)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    model: L.LightningModule = instantiate(cfg.model)
+    with building("data"):
+        datamodule: L.LightningDataModule = instantiate(cfg.data)
+    with building("model"):
+        model: L.LightningModule = instantiate(cfg.model)
     check_initial_weights(model, cfg)
     if run_dir.is_rank_zero():
         # Read the data now (fit would only do it after loggers and checkpoints start):
@@ -225,18 +268,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     history = MetricsHistory()
     stop_request = StopRequest()
-    callbacks = [
-        history,
-        *instantiate_group(cfg.get("callbacks")),
-        resume.ConfigInCheckpoint(cfg),
-        GracefulStop(stop_request, output_dir / "checkpoints" / "last.ckpt"),
-    ]
+    with building("callbacks"):
+        callbacks = [
+            history,
+            *instantiate_group(cfg.get("callbacks")),
+            resume.ConfigInCheckpoint(cfg),
+            GracefulStop(stop_request, output_dir / "checkpoints" / "last.ckpt"),
+        ]
 
     def logger_extra(target: str) -> dict[str, Any]:
         return resume_kwargs(target, resuming.global_step) if resuming else {}
 
-    loggers = instantiate_group(cfg.get("logger"), extra_for=logger_extra)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    with building("logger"):
+        loggers = instantiate_group(cfg.get("logger"), extra_for=logger_extra)
+    with building("trainer"):
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(
             {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
@@ -252,19 +298,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
-        # Lightning answers Ctrl-C with a graceful shutdown and then sys.exit(1)
         stop_request.restore(previous_handler)
         if not trainer.interrupted:
             raise
-        import signal
-
-        if trainer.is_global_zero:
-            write_metrics(
-                output_dir / "metrics.json", record("interrupted", "stopped by Ctrl-C (SIGINT)")
-            )
-        raise RunInterrupted(
-            f"stopped by Ctrl-C (SIGINT) at epoch {trainer.current_epoch}, step {trainer.global_step}",
-            signum=signal.SIGINT,
+        raise signal_exit(
+            trainer, stop_request, output_dir, lambda reason: record("interrupted", reason)
         ) from None
     except Exception as err:
         stop_request.restore(previous_handler)
@@ -295,7 +333,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         save_atomically(model.net.state_dict(), model_path)  # the final (best) network
     if cfg.get("test", True):
-        results = trainer.test(model, datamodule=datamodule, verbose=False)
+        try:
+            results = trainer.test(model, datamodule=datamodule, verbose=False)
+        except SystemExit:  # Ctrl-C during the test: the trained model is kept in model.pt
+            stop_request.restore(previous_handler)
+            if not trainer.interrupted:
+                raise
+            raise signal_exit(
+                trainer, stop_request, output_dir,
+                lambda reason: {**metrics, "status": "interrupted", "reason": f"{reason}, during the test"},
+            ) from None  # fmt: skip
         metrics.update({k: _scalar(v) for k, v in (results[0] if results else {}).items()})
     metrics["ckpt_path"] = best_path or None
     metrics["model_path"] = str(model_path) if model_path.exists() else None
@@ -363,9 +410,10 @@ def main(cfg: DictConfig) -> float | None:
       number, also in a multirun: the sweep does not start its next job.
     - Resuming a finished run says so and exits 0 without writing anything.
     """
+    from descentlab import run_dir
     from descentlab.callbacks import RunInterrupted
     from descentlab.cli import one_line
-    from descentlab.resume import RunAlreadyFinished
+    from descentlab.errors import RunAlreadyFinished
     from descentlab.run_dir import remove_if_empty
 
     output_dir = Path(cfg.paths.output_dir)
@@ -376,7 +424,8 @@ def main(cfg: DictConfig) -> float | None:
         remove_if_empty(output_dir)
         return None
     except RunInterrupted as stop:
-        print(f"descentlab: {stop}", file=sys.stderr)
+        if run_dir.is_rank_zero():  # once, not once per rank
+            print(f"descentlab: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except Exception as err:
         user_error = _user_error(err) or _storage_error(err)

@@ -123,6 +123,9 @@ def _check_trainer(trainer: DictConfig) -> None:
         raise ConfigError(
             "trainer.max_epochs", max_epochs, "a positive integer (or -1 for no limit)"
         )
+    every = trainer.get("check_val_every_n_epoch")
+    if every is not None and not _positive_int(every):
+        raise ConfigError("trainer.check_val_every_n_epoch", every, "a positive integer (or null)")
     min_epochs = trainer.get("min_epochs")
     if min_epochs is not None and (not isinstance(min_epochs, int) or min_epochs < 0):
         raise ConfigError("trainer.min_epochs", min_epochs, "an integer >= 0")

@@ -64,11 +64,22 @@ class GracefulStop(Checkpoint):
     def __init__(self, request: StopRequest, path: str | Path):
         self.request = request
         self.path = str(path)
-        self._replaced = None
+        self._pending: str | None = None
+
+    def _take_over(self) -> None:
+        # Lightning installs its own SIGTERM handler at the start of every fit/test (it
+        # raises SystemExit(0) mid-loop); ours replaces it. Lightning's teardown puts back
+        # what was there before it, i.e. the handler train.run installed: ours again.
+        self.request.install()
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._take_over()
 
     def on_train_start(self, trainer, pl_module) -> None:
-        # Lightning installed its handler at fit start; ours replaces it while training.
-        self._replaced = self.request.install()
+        self._take_over()
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._take_over()  # a SIGTERM during the test lets it finish (seconds), then exits 143
 
     def _requested(self, trainer) -> bool:
         asked = self.request.signum is not None
@@ -76,11 +87,9 @@ class GracefulStop(Checkpoint):
             asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
         return bool(asked)
 
-    def _stop(self, trainer, where: str) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume
-        raise RunInterrupted(
-            f"stopped by SIGTERM {where} (epoch {trainer.current_epoch}, step "
-            f"{trainer.global_step}); resume with ckpt_path=last from {self.path}",
+    def _interrupted(self, where: str) -> RunInterrupted:
+        return RunInterrupted(
+            f"stopped by SIGTERM {where}; resume with ckpt_path=last from {self.path}",
             signum=self.request.signum or signal.SIGTERM,
             checkpoint=self.path,
         )
@@ -89,7 +98,10 @@ class GracefulStop(Checkpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # finish the epoch (validation, early stopping) first
         if self._requested(trainer):
-            self._stop(trainer, "between two training steps")
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume
+            raise self._interrupted(
+                f"between two training steps (epoch {trainer.current_epoch}, step {trainer.global_step})"
+            )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         last_epoch = (
@@ -98,8 +110,14 @@ class GracefulStop(Checkpoint):
         if trainer.should_stop or last_epoch:
             return  # training ends here anyway: let the run finish (the test takes seconds)
         if self._requested(trainer):
-            self._stop(trainer, "at the end of an epoch")
+            # Save now (the end-of-epoch state), stop when the next epoch starts: Lightning
+            # sends the epoch's train/* to the loggers after these hooks, not before.
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self._pending = (
+                f"at the end of epoch {trainer.current_epoch} (step {trainer.global_step})"
+            )
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        self.request.restore(self._replaced)
-        self._replaced = None
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._pending is not None:
+            where, self._pending = self._pending, None
+            raise self._interrupted(where)

@@ -150,6 +150,37 @@ class Classifier(L.LightningModule):
         if self._last_val_loss is not None and self._last_val_loss[0] == self.current_epoch:
             self.log("gap/loss", self._last_val_loss[1] - values["train/loss"])
 
+    # -- a mid-epoch checkpoint carries the epoch's running sums ----------------------
+    RUNNING = ("train_metrics", "penalty")  # accumulated over a training epoch
+    CHECKPOINT_KEY = "descentlab_running_metrics"
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Save the training epoch's running sums, summed over ranks, so that a run resumed
+        mid-epoch reports that epoch's ``train/*`` over all its batches, not only those
+        after the resume. (Every rank calls this hook; only rank 0 writes the file.)"""
+        saved = {}
+        for name in self.RUNNING:
+            metric = getattr(self, name)
+            with metric.sync_context(should_sync=True, should_unsync=True):
+                saved[name] = {k: v.detach().clone() for k, v in metric.metric_state.items()
+                               if isinstance(v, Tensor)}  # fmt: skip
+        checkpoint[self.CHECKPOINT_KEY] = saved
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Put the saved sums back on rank 0 (the others start from 0: the sums are global)."""
+        saved = checkpoint.get(self.CHECKPOINT_KEY)
+        try:
+            rank = self.trainer.global_rank
+        except RuntimeError:  # not attached to a trainer: a plain load
+            rank = 0
+        if not saved or rank != 0:
+            return
+        for name, states in saved.items():
+            metric = getattr(self, name, None)
+            for key, value in states.items():
+                if metric is not None and hasattr(metric, key):
+                    setattr(metric, key, value.to(getattr(metric, key).device))
+
     def configure_optimizers(self):
         # frozen parameters (model.net.freeze) are left out; BackboneFinetuning adds them later
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
