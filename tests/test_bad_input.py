@@ -44,6 +44,16 @@ BAD_VALUES = [
     (["data.train_fraction=abc"], ["data.train_fraction='abc'", "(0, 1]"]),
     (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "positive integer"]),
     (["flush_denormal=maybe"], ["flush_denormal='maybe'", "true or false"]),
+    (
+        ["trainer.check_val_every_n_epoch=0"],
+        ["trainer.check_val_every_n_epoch=0", "positive integer"],
+    ),
+    (["data.classes=5"], ["data.classes=5", "a list of class ids"]),
+    # values only the built object can judge: one line naming the config node
+    (["trainer.precision=7"], ["trainer", "cannot be built", "precision"]),
+    (["callbacks.early_stopping.mode=up"], ["callbacks", "cannot be built"]),
+    (["data.augment=foo"], ["data.augment='foo'", "null or a transform config"]),
+    (["model.scheduler=foo"], ["model.scheduler='foo'", "null or a scheduler config"]),
     # a NaN initializer is blamed, not the learning rate
     (["init=constant", "init.value=nan"], ["init=", "finite weights"]),
 ]
@@ -102,6 +112,15 @@ def test_mnist_labels_outside_the_classes_are_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------- checkpoints
+def test_random_bytes_as_ckpt_path_are_a_corrupt_file_not_an_attack(tmp_path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(bytes(range(256)) * 8)
+    error = one_error_line(
+        run_cli([f"ckpt_path={junk}", f"hydra.run.dir={tmp_path / 'run'}"], check=False)
+    )
+    assert "corrupt or not a checkpoint" in error and "arbitrary code" not in error
+
+
 def test_a_model_pt_given_as_ckpt_path_is_one_line(tmp_path):
     model_pt = tmp_path / "model.pt"
     torch.save({"0.weight": torch.zeros(3, 3)}, model_pt)

@@ -157,6 +157,9 @@ def test_resume_refuses_what_it_would_silently_ignore(short_run, override, words
     for word in words:
         assert word in error, error
     assert (first / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert (
+        override not in (first / ".hydra" / "overrides.yaml").read_text()
+    )  # refused before Hydra wrote
 
 
 def test_a_checkpoint_of_another_shape_is_one_line(short_run, tmp_path):
@@ -188,6 +191,36 @@ def test_max_epochs_below_the_checkpoints_epochs_is_one_line(short_run, tmp_path
     proc = run_cli([*QUICK, "trainer.max_epochs=1", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
                     f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
     assert "trainer.max_epochs=1" in one_error_line(proc) and "at least 2" in proc.stderr
+
+
+def test_another_runs_checkpoint_into_a_run_dir_with_results_is_refused(short_run, tmp_path):
+    _, first = short_run
+    other = tmp_path / "other"
+    run_cli([*QUICK, "trainer.max_epochs=1", f"hydra.run.dir={other}"])
+    before = (first / "metrics.json").read_bytes()
+    proc = run_cli([*QUICK, "trainer.max_epochs=3", f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
+                    f"hydra.run.dir={first}"], check=False)  # fmt: skip
+    assert "already holds a run" in one_error_line(proc)
+    assert (first / "metrics.json").read_bytes() == before
+
+
+def test_a_multirun_into_a_used_sweep_dir_is_refused(tmp_path):
+    run_cli(["-m", *QUICK, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}"])
+    before = (tmp_path / "0" / "metrics.json").read_bytes()
+    proc = run_cli(
+        ["-m", *QUICK, "trainer.max_epochs=1", "seed=7", f"hydra.sweep.dir={tmp_path}"], check=False
+    )
+    assert "already holds a multirun" in one_error_line(proc)
+    assert (tmp_path / "0" / "metrics.json").read_bytes() == before
+
+
+def test_a_run_dir_whose_run_failed_before_any_checkpoint_can_be_reused(tmp_path):
+    proc = run_cli(
+        [*QUICK, "optimizer=sgd", "optimizer.lr=1e12", f"hydra.run.dir={tmp_path}"], check=False
+    )
+    assert proc.returncode == 1 and read_metrics(tmp_path)["status"] == "diverged"
+    run_cli([*QUICK, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}"])
+    assert read_metrics(tmp_path)["status"] == "completed"
 
 
 def test_a_fresh_run_into_a_finished_run_dir_is_refused(short_run):
@@ -245,6 +278,27 @@ def test_sigterm_stops_resumably_and_the_resume_gives_the_uninterrupted_result(t
     resumed = read_metrics(stopped)
     assert resumed["status"] in ("completed", "early_stopped")
     assert_same_results(resumed, read_metrics(straight))
+    # every epoch's logged train/* too, the interrupted epoch included (its running sums
+    # travel in the checkpoint)
+    for key in ("train/loss", "train/acc", "val/loss"):
+        assert per_epoch(stopped, key) == pytest.approx(per_epoch(straight, key), abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_test_finishes_the_run_and_exits_143(tmp_path):
+    args = [
+        *QUICK,
+        "trainer.max_epochs=1",
+        "model.net.hidden_dims=[4096,4096]",
+        "data.eval_batch_size=1",
+    ]
+    proc = start([*args, f"hydra.run.dir={tmp_path}"])
+    wait_for(lambda: (tmp_path / "model.pt").exists(), proc)  # written just before the test
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-2000:]
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "completed" and "test/acc" in metrics
 
 
 @pytest.mark.slow

@@ -50,6 +50,11 @@ def _check_data(data: DictConfig) -> None:
             "data.val_fraction", val,
             f"a fraction that leaves training data: val_fraction + test_fraction ({test}) < 1",
         )  # fmt: skip
+    augment = data.get("augment")
+    if augment is not None and not (isinstance(augment, DictConfig) and "_target_" in augment):
+        raise ConfigError(
+            "data.augment", augment, "null or a transform config (use regularizer=augment)"
+        )
     val_size = data.get("val_size")
     if val_size is not None and not _positive_int(val_size):
         raise ConfigError(
@@ -185,6 +190,14 @@ def validate(cfg: DictConfig) -> None:
     _check_optimizer(cfg.model.get("optimizer", {}))
     _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
                   lambda v: v >= 0)  # fmt: skip
+    scheduler = cfg.model.get("scheduler")
+    if scheduler is not None and not (
+        isinstance(scheduler, DictConfig) and "_target_" in scheduler
+    ):
+        raise ConfigError(
+            "model.scheduler", scheduler,
+            "null or a scheduler config: {_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,...}",
+        )  # fmt: skip
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "", "last") and not os.path.isfile(ckpt_path):
