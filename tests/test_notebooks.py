@@ -1,8 +1,10 @@
-"""Every notebook runs top to bottom (fast mode: a few epochs), so a broken one fails CI."""
+"""Every notebook is committed executed with its figures, and runs top to bottom (fast mode:
+a few epochs), so a broken one fails CI."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -21,6 +23,26 @@ def test_the_lecture_sections_have_notebooks():
         "03_initialization",
         "04_generalization",
     }
+
+
+# a cell that draws: it calls plt.<something>(...), .plot(...) or .imshow(...)
+PLOTS = re.compile(r"\bplt\.\w+\(|\.plot\(|\bimshow\(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_executed_with_its_figures(path: Path):
+    """`make notebooks` saves them executed: on GitHub every figure and table is visible."""
+    assert path.stat().st_size < 2_000_000, "outputs too large: make the figures smaller"
+    book = nbformat.read(path, as_version=4)
+    code = [(i, cell) for i, cell in enumerate(book.cells) if cell.cell_type == "code"]
+    assert code
+    for index, cell in code:
+        where = f"{path.name}, cell {index}"
+        assert cell.execution_count is not None, f"{where} was not executed (run `make notebooks`)"
+        assert not [o for o in cell.outputs if o.output_type == "error"], f"{where} failed"
+        if PLOTS.search(cell.source):
+            images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+            assert images, f"{where} plots but has no image output"
 
 
 @pytest.mark.slow
