@@ -49,6 +49,7 @@ BAD_VALUES = [
         ["trainer.check_val_every_n_epoch=0", "positive integer"],
     ),
     (["data.classes=5"], ["data.classes=5", "a list of class ids"]),
+    (["data.classes=[true,false]"], ["data.classes=[True, False]", "class ids"]),
     # values only the built object can judge: one line naming the config node
     (["trainer.precision=7"], ["trainer", "cannot be built", "precision"]),
     (["callbacks.early_stopping.mode=up"], ["callbacks", "cannot be built"]),

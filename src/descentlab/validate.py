@@ -67,7 +67,9 @@ def _check_data(data: DictConfig) -> None:
         if (
             not isinstance(values, list)
             or len(values) < 2
-            or any(not isinstance(c, int) or not 0 <= c < total for c in values)
+            or any(
+                not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < total for c in values
+            )
             or len(set(values)) != len(values)
         ):
             raise ConfigError(
