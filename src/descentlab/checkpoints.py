@@ -92,7 +92,7 @@ def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
     # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80)
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a checkpoint (not a torch.save file)"
+            f"checkpoint {path} is corrupt or truncated (not a file torch.save wrote)"
         )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

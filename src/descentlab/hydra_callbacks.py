@@ -70,6 +70,12 @@ class RunDirGuard(Callback):
         cfg = config.copy()
         with open_dict(cfg):
             cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
+        if cfg.ckpt_path != "last" and not Path(str(cfg.ckpt_path)).is_file():
+            from descentlab.errors import ConfigError
+
+            raise ConfigError(
+                "ckpt_path", cfg.ckpt_path, "an existing checkpoint file, 'last', or null"
+            )
         checkpoint = resume.resolve(str(cfg.ckpt_path), cfg)
         try:
             resume.fixed_config(cfg)
