@@ -77,6 +77,15 @@ def run_cli(
     return proc
 
 
+def one_error_line(proc) -> str:
+    """The one ``descentlab: error:`` line of a run that failed cleanly (exit 1, no traceback)."""
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, one_error_line, run_cli
 from descentlab.data.files import MNIST_FILES, write_idx, write_mnist_like
 
 # (overrides, words the one-line message must contain)
@@ -58,14 +58,6 @@ BAD_VALUES = [
     # a NaN initializer is blamed, not the learning rate
     (["init=constant", "init.value=nan"], ["init=", "finite weights"]),
 ]
-
-
-def one_error_line(proc) -> str:
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    return errors[0]
 
 
 @pytest.mark.parametrize("overrides,words", BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, read_metrics, run_cli
+from conftest import ROOT, one_error_line, read_metrics, run_cli
 from descentlab.resume import CONFIG_KEY
 
 QUICK = ["callbacks.progress_bar=null", "trainer.deterministic=true"]
@@ -29,14 +29,6 @@ def csv_rows(run_dir: Path) -> list[dict]:
 
 def per_epoch(run_dir: Path, key: str) -> dict[int, float]:
     return {int(r["epoch"]): float(r[key]) for r in csv_rows(run_dir) if r.get(key)}
-
-
-def one_error_line(proc) -> str:
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    return errors[0]
 
 
 def assert_same_results(resumed: dict, straight: dict) -> None:
