@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -153,29 +154,29 @@ def test_report_reads_the_nan_strings_train_py_writes(tmp_path):
 
 
 # ------------------------------------------------------------------ full and read-only disks
-def mount_tmpfs(path, options: str) -> bool:
-    """A small tmpfs at ``path`` (needs root and CAP_SYS_ADMIN; the tests skip without)."""
+@contextmanager
+def tmpfs(path, options: str):
+    """A small tmpfs mounted at ``path`` (needs root and CAP_SYS_ADMIN; the test skips without)."""
     path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True).returncode == 0  # fmt: skip
+    mount = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    if not mount_tmpfs(disk, "size=300k"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=False)
+    with tmpfs(tmp_path / "disk", "size=300k") as disk:
+        yield disk
 
 
 @pytest.fixture
 def read_only_disk(tmp_path):
-    disk = tmp_path / "ro"
-    if not mount_tmpfs(disk, "size=1m,ro"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=False)
+    with tmpfs(tmp_path / "ro", "size=1m,ro") as disk:
+        yield disk
 
 
 def test_a_full_disk_is_one_line_naming_the_file(small_disk):

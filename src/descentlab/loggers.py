@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -63,6 +64,7 @@ class CSVLogger(LightningCSVLogger):
         self.keep_below_step = keep_below_step
 
     @property
+    @rank_zero_experiment  # as Lightning's: other ranks get a dummy, only rank 0 touches the file
     def experiment(self):
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,21 +33,20 @@ if TYPE_CHECKING:
 # torch, lightning and the data libraries are imported inside the functions that need
 # them: a config mistake is reported before paying their import time.
 
-STATUSES = ("completed", "early_stopped", "diverged", "interrupted", "failed")
 
-
-def instantiate_group(group: DictConfig | None, **extra_for: Any) -> list[Any]:
+def instantiate_group(
+    group: DictConfig | None, extra_for: Callable[[str], dict[str, Any]] | None = None
+) -> list[Any]:
     """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers).
 
-    ``extra_for``, if given as ``extra_for=f``, maps a ``_target_`` to extra keyword arguments.
+    ``extra_for(target)`` gives extra keyword arguments for an entry's ``_target_``.
     """
     from hydra.utils import instantiate
 
     if not group:
         return []
-    extra = extra_for.get("extra_for") or (lambda _target: {})
     return [
-        instantiate(node, **extra(str(node._target_)))
+        instantiate(node, **(extra_for(str(node._target_)) if extra_for else {}))
         for node in group.values()
         if isinstance(node, DictConfig) and "_target_" in node
     ]
@@ -204,7 +204,7 @@ def building(group: str):
         yield
     except DescentlabError:
         raise
-    except (InstantiationException, Exception) as err:  # noqa: BLE001 - the config is the cause
+    except Exception as err:  # noqa: BLE001 - whatever the class raised, the config is the cause
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
         from descentlab.cli import one_line
 
