@@ -45,6 +45,10 @@ BAD_VALUES = [
     (["data.train_fraction=abc"], ["data.train_fraction='abc'", "(0, 1]"]),
     (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "positive integer"]),
     (["flush_denormal=maybe"], ["flush_denormal='maybe'", "true or false"]),
+    (["model.net.bias=maybe"], ["model.net.bias='maybe'", "true or false"]),
+    (["optimizer=adaptive", "optimizer.scope=foo"], ["optimizer.scope='foo'", "global"]),
+    (["optimizer=adam", "optimizer.form=bogus"], ["optimizer.form='bogus'", "lecture"]),
+    (["model.l2_penalty=abc"], ["model.l2_penalty='abc'", ">= 0"]),
     (
         ["trainer.check_val_every_n_epoch=0"],
         ["trainer.check_val_every_n_epoch=0", "positive integer"],

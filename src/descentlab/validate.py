@@ -87,6 +87,9 @@ def _check_net(net: DictConfig) -> None:
         raise ConfigError(
             "model.net.hidden_dims", shown, "a list of positive integers, e.g. [256,128]"
         )
+    bias = net.get("bias", True)
+    if not isinstance(bias, bool):
+        raise ConfigError("model.net.bias", bias, "true or false")
     _check_number("model.net.dropout", net.get("dropout"), "a rate in [0, 1)", lambda v: 0 <= v < 1)
     if str(net.get("_target_", "")).endswith("Backbone"):
         from descentlab.models.backbone import classification_models
@@ -119,6 +122,12 @@ def _check_optimizer(optimizer: DictConfig) -> None:
     ):
         shown = list(betas) if isinstance(betas, ListConfig) else betas
         raise ConfigError("optimizer.betas", shown, "two numbers in [0, 1)")
+    # scope may stay null for adam (its form decides); the optimizer checks the combination
+    choices = {"scope": (None, "global", "tensor", "coordinate"), "form": ("standard", "lecture")}
+    for key, allowed in choices.items():
+        if key in optimizer and optimizer.get(key) not in allowed:
+            shown = [a for a in allowed if a is not None]
+            raise ConfigError(f"optimizer.{key}", optimizer.get(key), f"one of {shown}")
     _check_number("optimizer.weight_decay", optimizer.get("weight_decay"), "a number >= 0",
                   lambda v: v >= 0)  # fmt: skip
 
