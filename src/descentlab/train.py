@@ -443,7 +443,7 @@ def main(cfg: DictConfig) -> float | None:
             traceback.print_exc()
         reason = failure_reason(user_error or err)
         print(
-            f"descentlab: error: {reason} (job recorded as failed; the sweep goes on)",
+            f"descentlab: error: {reason} (job recorded in its metrics.json; the sweep goes on)",
             file=sys.stderr,
         )
         if not (output_dir / "metrics.json").is_file():
