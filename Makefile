@@ -30,7 +30,7 @@ test: $(DEVSTAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m descentlab.bench $(ARGS)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 # Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
 notebooks: $(DEVSTAMP)

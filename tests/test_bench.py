@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 ITEMS = (
     "overhead_mnist",
@@ -23,7 +23,7 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = run_cli(
         ["--tiny", "--out", str(out), "--data-dir", str(tmp_path / "data")],
-        module="descentlab.bench",
+        script=ROOT / "benchmarks" / "bench.py",
         timeout=900,
     )
     assert f"wrote {out}" in proc.stdout and "ratio" in proc.stdout
@@ -32,13 +32,16 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
     for item in ITEMS:
         assert item in results, item
     for item in ("overhead_mnist", "overhead_digits"):
-        for side in ("descentlab", "raw_loop", "bare_lightning"):
+        for side in ("raw_loop", "bare_lightning", "stripped", "defaults"):
             figure = results[item]["seconds_per_epoch"][side]
             assert figure["min"] <= figure["median"] <= figure["max"]
         overhead = results[item]
         # the two factors multiply to the ratio (all three are ratios of the same medians)
         assert overhead["lightning_floor"] * overhead["over_lightning"] == pytest.approx(
             overhead["ratio"]
+        )
+        assert overhead["defaults_over_stripped"] * overhead["ratio"] == pytest.approx(
+            overhead["defaults_ratio"]
         )
     for item in ("optable_large", "optable_digits"):
         assert results[item]["seconds_per_step"]["native"]["median"] > 0

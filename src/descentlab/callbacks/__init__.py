@@ -6,6 +6,7 @@ from descentlab.callbacks.divergence import StopOnDivergence
 from descentlab.callbacks.early_stopping import RestoreBestEarlyStopping
 from descentlab.callbacks.history import MetricsHistory
 from descentlab.callbacks.interrupt import GracefulStop, RunInterrupted, StopRequest
+from descentlab.callbacks.progress import ProgressBar
 from descentlab.callbacks.verify_ops import OpVerificationError, VerifyOps
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "StopOnDivergence",
     "StopRequest",
     "OpVerificationError",
+    "ProgressBar",
     "VerifyOps",
 ]

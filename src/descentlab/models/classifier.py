@@ -132,6 +132,18 @@ class Classifier(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return nn.Softmax(dim=-1)(self(x))
 
+    def running_train_metrics(self) -> dict[str, float]:
+        """The current training epoch's ``train/loss`` and ``train/acc`` so far, on this rank
+        (for a progress bar; a host read, so not called every step). ``{}`` before a batch."""
+        metric = self.train_metrics
+        count = int(metric.count)
+        if count == 0:
+            return {}
+        return {
+            "train/loss": float(metric.loss_sum) / count,
+            "train/acc": int(metric.correct) / count,
+        }
+
     # -- epoch ends: metrics and the generalization gap -------------------------------
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch("val")
