@@ -245,6 +245,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from descentlab.loggers import resume_kwargs
     from descentlab.runtime import configure_torch
 
+    from descentlab.console import tidy_console
+
+    tidy_console()
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")

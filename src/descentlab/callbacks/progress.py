@@ -38,24 +38,23 @@ class ProgressBar(RichProgressBar):
         return False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(batch_idx, self.total_train_batches):
+        if self.is_enabled and self._due(batch_idx, self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx: int = 0) -> None:  # fmt: skip
-        total = (
-            self.total_val_batches_current_dataloader
-            if not trainer.sanity_checking
-            else float("inf")
-        )
-        if trainer.sanity_checking or self._due(batch_idx, total):
+        if self.is_disabled:  # e.g. on every DDP rank but 0
+            return
+        if trainer.sanity_checking or self._due(
+            batch_idx, self.total_val_batches_current_dataloader
+        ):
             super().on_validation_batch_end(
                 trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
             )
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                           dataloader_idx: int = 0) -> None:  # fmt: skip
-        if self._due(batch_idx, self.total_test_batches_current_dataloader):
+        if self.is_enabled and self._due(batch_idx, self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def get_metrics(self, trainer, pl_module) -> dict:

@@ -228,12 +228,15 @@ class TensorDataModule(L.LightningDataModule):
     ) -> Split:
         # Batches are already on the training device (see _batches): skip Lightning's
         # generic collection walk, keep a plain .to() for anything that is not.
+        if isinstance(batch, torch.Tensor):  # inputs alone (the model summary's example)
+            return batch.to(device, non_blocking=True)
         x, y = batch
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         # Augment on the device, training batches only (never val/test).
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        if self.augment is not None and training and not isinstance(batch, torch.Tensor):
             x, y = batch
             return self.augment(x), y
         return batch

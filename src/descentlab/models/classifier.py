@@ -72,6 +72,11 @@ class Classifier(L.LightningModule):
             raise ValueError("Classifier needs num_classes (or a net with .num_classes)")
         self.num_classes = int(num_classes)
         self.loss_fn = self._make_loss(net)
+        input_shape = getattr(net, "input_shape", None)
+        if input_shape is not None:
+            # one sample: the model summary then shows each layer's output size and the
+            # forward pass's FLOPs per sample (else "Total FLOPs: 0")
+            self.example_input_array = torch.zeros(1, *input_shape)
         # One metric per stage: it accumulates on the device and syncs across ranks once
         # per epoch, so the training loop never waits on the host.
         for stage in STAGES:

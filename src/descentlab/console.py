@@ -1,0 +1,39 @@
+"""A console that prints each line once and nothing a user cannot act on."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+class DropAdvertisements(logging.Filter):
+    """Drop Lightning's "💡 Tip: ... try installing litlogger" line, printed on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def tidy_console() -> None:
+    """Lightning's info lines once, without its advertisement; no warnings that do not apply.
+
+    - Lightning gives its loggers a handler of their own when it is imported before logging
+      is configured, as it is under Hydra; once Hydra's job logging has configured the root
+      logger, every line was printed twice (Lightning's handler, then Hydra's). With a
+      configured root logger, Lightning's loggers here only pass their records up to it
+      (and so also into the run's ``train.log``).
+    - ``sync_dist=True`` warnings: the Classifier logs epoch values that torchmetrics has
+      already reduced over all ranks (``compute()``), so syncing them again would only cost.
+    """
+    root = logging.getLogger()
+    for name in LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if root.handlers:
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+            logger.propagate = True
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, DropAdvertisements) for f in rank_zero.filters):
+        rank_zero.addFilter(DropAdvertisements())
+    warnings.filterwarnings("ignore", r".*sync_dist=True.*when logging on epoch level.*")
