@@ -241,11 +241,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from descentlab import resume, run_dir
     from descentlab.callbacks import GracefulStop, MetricsHistory, RunInterrupted, StopRequest
     from descentlab.checkpoints import load_checkpoint
+    from descentlab.console import tidy_console
     from descentlab.errors import DivergenceError
     from descentlab.loggers import resume_kwargs
     from descentlab.runtime import configure_torch
-
-    from descentlab.console import tidy_console
 
     tidy_console()
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
