@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from descentlab.report import ReportError, load_runs, make_report, markdown_table
+from descentlab.report import ReportError, draw_curves, load_runs, make_report, markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def multirun(tmp_path_factory):
             "optimizer=sgd,adam",
             "trainer.max_epochs=3",
             "callbacks.progress_bar=null",
+            "logger=tensorboard",  # not the CSV logger: the curves come from history.json
             f"hydra.sweep.dir={sweep}",
         ]
     )
@@ -38,7 +39,40 @@ def test_report_plots_and_ranks_a_multirun(multirun, tmp_path):
     accs = {row.split("|")[1].strip(): float(row.split("|")[6]) for row in table[2:]}
     assert accs[labels[0]] >= accs[labels[1]]  # best val/acc first
     runs = load_runs([multirun])
-    assert all(len(r.curves["val/loss"]) == 3 for r in runs)
+    assert all(len(r.curves[name]) == 3 for r in runs for name in ("train/loss", "val/acc"))
+    figure = draw_curves(runs)
+    for ax in figure.axes:
+        assert ax.get_ylabel() and all(t == int(t) for t in ax.get_xticks())
+        # one line per run and one dot at each run's kept epoch
+        dots = [line for line in ax.lines if line.get_marker() == "o"]
+        assert len(ax.lines) == 4 and len(dots) == 2
+    for run in runs:
+        dot = next(line for line in figure.axes[1].lines if line.get_marker() == "o"
+                   and line.get_color() == _line_of(figure.axes[1], run.label).get_color())  # fmt: skip
+        assert list(dot.get_xdata()) == [run.final["best_epoch"]]
+
+
+def _line_of(ax, label):
+    return next(line for line in ax.lines if line.get_label() == label)
+
+
+def test_a_run_without_per_epoch_metrics_is_one_line(tmp_path):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"val/acc": 0.9, "epochs": 3}))
+    proc = run_cli([str(tmp_path)], module="descentlab.report", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no per-epoch metrics" in proc.stderr and "logger=csv" in proc.stderr
+
+
+def test_runs_from_before_history_json_are_read_from_their_csv_log(tmp_path):
+    run = tmp_path / "0"
+    (run / "csv").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"val/acc": 0.9, "epochs": 2}))
+    (run / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/loss\n0,9,,0.5\n0,9,0.7,\n1,19,,0.4\n1,19,0.6,\n"
+    )
+    (loaded,) = load_runs([tmp_path])
+    assert loaded.curves == {"train/loss": [(0, 0.7), (1, 0.6)], "val/loss": [(0, 0.5), (1, 0.4)]}
 
 
 def test_a_dir_without_runs_is_a_clear_error(tmp_path):

@@ -2,10 +2,12 @@
 
 DIR is a Hydra multirun dir (``logs/multiruns/<time>``, one numbered run dir each) or a
 run dir; several may be given. Each run is read from its own files: ``metrics.json``
-(final metrics), ``csv/metrics.csv`` (per-epoch curves) and ``.hydra/overrides.yaml``
+(final metrics), ``history.json`` (per-epoch metrics, written by every run whatever its
+logger; runs from before it existed: ``csv/metrics.csv``) and ``.hydra/overrides.yaml``
 (what it was asked to do). Runs are labelled by the overrides that differ between
-them. Writes ``curves.png`` (train/val loss and accuracy per epoch, one line per run)
-and ``table.md`` (final metrics, best first by ``--metric``) into ``--out``.
+them. Writes ``curves.png`` (train/val loss and accuracy per epoch, one line per run,
+a dot at the epoch whose weights the run kept) and ``table.md`` (final metrics, best
+first by ``--metric``) into ``--out``.
 """
 
 from __future__ import annotations
@@ -89,17 +91,29 @@ def read_overrides(run_dir: Path) -> list[str]:
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch values of each metric: ``history.json``, else the CSV logger's file."""
+    history, csv_path = run_dir / "history.json", run_dir / "csv" / "metrics.csv"
     try:
-        return _read_curves(run_dir)
-    except (ValueError, KeyError, csv.Error, UnicodeDecodeError) as err:
-        raise ReportError(f"{run_dir / 'csv' / 'metrics.csv'} cannot be read ({err})") from None
+        if history.is_file():
+            return _read_history(history)
+        if csv_path.is_file():
+            return _read_csv(csv_path)
+    except (ValueError, KeyError, TypeError, AttributeError, csv.Error, UnicodeDecodeError) as err:
+        broken = history if history.is_file() else csv_path
+        raise ReportError(f"{broken} cannot be read ({err})") from None
+    return {}
 
 
-def _read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch values of each metric from Lightning's CSV log (last value per epoch)."""
-    path = run_dir / "csv" / "metrics.csv"
-    if not path.is_file():
-        return {}
+def _read_history(path: Path) -> dict[str, list[tuple[int, float]]]:
+    per_epoch: dict[str, dict[int, float]] = {}
+    for epoch, values in json.loads(path.read_text())["epochs"].items():
+        for key, value in values.items():
+            per_epoch.setdefault(key, {})[int(epoch)] = float(value)
+    return {k: sorted(v.items()) for k, v in per_epoch.items()}
+
+
+def _read_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's CSV log: the last value of each metric in each epoch."""
     per_epoch: dict[str, dict[int, float]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -111,6 +125,16 @@ def _read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
                     continue
                 per_epoch.setdefault(key, {})[epoch] = float(value)
     return {k: sorted(v.items()) for k, v in per_epoch.items()}
+
+
+def check_curves(runs: list[Run]) -> None:
+    """Every run that trained has per-epoch curves to plot; else one line saying why."""
+    missing = [r for r in runs if not r.curves and r.final.get("epochs")]
+    if missing:
+        raise ReportError(
+            f"{missing[0].path} has no per-epoch metrics (no history.json, no csv/metrics.csv): "
+            f"rerun it with this version of descentlab, or with logger=csv"
+        )
 
 
 def label_runs(runs: list[Run]) -> None:
@@ -205,29 +229,47 @@ def markdown_table(runs: list[Run], metric: str) -> str:
 
 
 def plot_curves(runs: list[Run], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = draw_curves(runs)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def draw_curves(runs: list[Run]):
+    """The 2×2 figure of train/val loss and accuracy per epoch, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for ax, name in zip(axes.flat, CURVES, strict=True):
         for run in runs:
             points = run.curves.get(name, [])
-            if points:
-                epochs, values = zip(*points, strict=True)
-                ax.plot(epochs, values, label=run.label, linewidth=1.5)
-        ax.set_title(name)
+            if not points:
+                continue
+            epochs, values = zip(*points, strict=True)
+            (line,) = ax.plot(epochs, values, label=run.label, linewidth=1.5)
+            best = run.final.get("best_epoch")
+            if best in epochs:  # the epoch whose weights the run kept (and tested)
+                ax.plot(best, values[epochs.index(best)], "o", color=line.get_color(), markersize=6)
+        stage, quantity = name.split("/")
+        ax.set_title(f"{stage} {quantity} (dot: the kept epoch)")
         ax.grid(alpha=0.3)
-        if name.endswith("loss"):
+        if quantity == "loss":
             ax.set_yscale("log")
+            ax.set_ylabel("cross-entropy (log scale)")
+        else:
+            ax.set_ylabel("accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    return fig
 
 
 def make_report(
@@ -235,6 +277,7 @@ def make_report(
 ) -> tuple[Path, Path]:
     runs = load_runs(paths)
     check_comparable(runs, metric)
+    check_curves(runs)
     out = out or (paths[0] / "report")
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"

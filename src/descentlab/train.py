@@ -268,7 +268,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume.resolve(cfg.get("ckpt_path"), cfg)
     resuming = resume.check(ckpt_path, cfg, model) if ckpt_path else None
 
-    history = MetricsHistory()
+    history = MetricsHistory(output_dir / "history.json")
     stop_request = StopRequest()
     with building("callbacks"):
         callbacks = [

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
+
+from descentlab.atomic import write_json
+
+
+def _finite_or_str(history: dict[int, dict[str, float]]) -> dict[str, dict]:
+    """JSON has no NaN/inf: those are written as the strings "nan", "inf", "-inf"."""
+    return {
+        str(epoch): {k: v if math.isfinite(v) else str(v) for k, v in values.items()}
+        for epoch, values in history.items()
+    }
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -25,10 +36,15 @@ class MetricsHistory(L.Callback):
     training ends, and whenever a checkpoint is written after it finished (the
     ``last.ckpt`` of an epoch's end therefore carries that epoch too). The history is in
     ``state_dict``: a resumed run reports the epochs trained before the resume.
+
+    With ``path``, rank 0 also writes the whole history there (``history.json`` in the run
+    dir: ``{"epochs": {"0": {"train/loss": ...}, ...}}``) each time an epoch is recorded:
+    the per-epoch curves ``python -m descentlab.report`` plots, whatever the logger.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | Path | None = None) -> None:
         self.history: dict[int, dict[str, float]] = {}
+        self.path = Path(path) if path is not None else None
         self._trainer: L.Trainer | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -46,6 +62,8 @@ class MetricsHistory(L.Callback):
         epoch = trainer.current_epoch if epoch_ended else trainer.current_epoch - 1
         if epoch >= 0 and epoch not in self.history:
             self.history[epoch] = metrics
+            if self.path is not None and trainer.is_global_zero:
+                write_json(self.path, {"epochs": _finite_or_str(self.history)})
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.record_finished_epoch(trainer)
