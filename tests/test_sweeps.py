@@ -18,7 +18,7 @@ from conftest import ROOT, compose_config, run_cli
 from descentlab.config import CONFIG_DIR
 from wandb_records import records
 
-SWEEPS = sorted((CONFIG_DIR / "sweep").glob("*.yaml"))
+SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 LOGGED = {"val/acc", "val/loss", "train/acc", "train/loss", "test/acc", "test/loss"}
 
 
@@ -155,3 +155,11 @@ def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     curves = {r.label: r.curves for r in load_runs([sweep])}
     diverged = next(label for label in curves if "[diverged]" in label)
     assert len(curves[diverged]["val/loss"]) == 2  # its curves up to the divergence
+
+
+def test_w_and_b_sweep_files_are_not_a_config_group():
+    # They are W&B's files (${env}, ${args_no_hyphens}), not Hydra's: offered as a config
+    # group in --help, selecting one failed with "Interpolation key 'env' not found".
+    proc = run_cli(["--help"])
+    groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "optimizer:" in groups and "sweep" not in groups
