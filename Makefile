@@ -4,8 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+NBSTAMP  := $(VENV)/.installed-notebooks
 
-.PHONY: install install-dev train test bench notebooks clean
+.PHONY: install install-dev train test bench notebooks lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(STAMP): pyproject.toml | $(PY)
 $(DEVSTAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@ $(STAMP)
+
+$(NBSTAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
+	touch $@ $(DEVSTAMP) $(STAMP)
 
 install: $(STAMP)
 
@@ -33,8 +38,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
 
 # Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
-notebooks: $(DEVSTAMP)
+notebooks: $(NBSTAMP)
 	$(PY) notebooks/execute.py $(NOTEBOOKS)
+
+# Open the notebooks in JupyterLab (installs it first).
+lab: $(NBSTAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf logs .pytest_cache

@@ -59,3 +59,47 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch, tmp_path):
         book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     ).execute()
     assert os.path.isdir(tmp_path / "logs")
+
+
+def _imported_top_level_modules(path: Path) -> set[str]:
+    import ast
+
+    book = nbformat.read(path, as_version=4)
+    modules = set()
+    for cell in book.cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_what_the_notebooks_import_is_declared_in_pyproject():
+    """`make lab` installs the package with its `notebooks` extra: that must cover every
+    third-party import of the notebooks (a dependency of a dependency does not count)."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("_", "-")
+        for requirement in project["dependencies"] + project["optional-dependencies"]["notebooks"]
+    }
+    assert "jupyterlab" in declared
+    distributions = packages_distributions()
+    for path in NOTEBOOKS:
+        for module in _imported_top_level_modules(path):
+            if module in sys.stdlib_module_names or module == "descentlab":
+                continue
+            names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+            assert names & declared, (
+                f"{path.name} imports {module}, which pyproject.toml does not declare"
+            )

@@ -15,7 +15,6 @@ import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
 from conftest import ROOT, compose_config, run_cli
-from descentlab.config import CONFIG_DIR
 from wandb_records import records
 
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
