@@ -62,6 +62,11 @@ BAD_VALUES = [
     (["model.scheduler=foo"], ["model.scheduler='foo'", "null or a scheduler config"]),
     # a NaN initializer is blamed, not the learning rate
     (["init=constant", "init.value=nan"], ["init=", "finite weights"]),
+    # keys set through model.optimizer / model.init (references to the groups): Hydra's own
+    # hint, "+model.optimizer.lr=...", fails too; the line names the key that works
+    (["model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
+    (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
+    (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import one_error_line, read_metrics, run_cli
+from conftest import read_metrics, run_cli
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -19,9 +19,3 @@ def test_the_bar_shows_the_current_epochs_train_loss_not_the_previous_ones(tmp_p
     # The bar's last drawing of the last epoch shows that epoch's train/loss: the one
     # metrics.json reports for it (Lightning's bar showed the epoch before's there).
     assert float(shown[-1]) == round(read_metrics(tmp_path)["last/train/loss"], 3)
-
-
-def test_a_refresh_rate_that_is_not_positive_is_one_line(tmp_path):
-    proc = run_cli(["callbacks.progress_bar.refresh_per_second=0", f"hydra.run.dir={tmp_path}"],
-                   check=False)  # fmt: skip
-    assert "refresh_per_second" in one_error_line(proc)

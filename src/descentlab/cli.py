@@ -11,6 +11,7 @@ that name ever moves, nothing is patched and Hydra's own messages appear.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # Keys that were renamed: the old name on the command line gets one line naming the new one.
@@ -21,11 +22,25 @@ RENAMED_KEYS = {
 }
 
 
+# Nodes of the model config that only point at a config group (model.optimizer: ${optimizer}):
+# their keys are set in the group, and Hydra's own hint (add a "+") fails too.
+REFERENCED_GROUPS = {"model.optimizer.": "optimizer.", "model.init.": "init."}
+
+
 def renamed_key_hint(message: str) -> str | None:
-    """'OLD was renamed: use NEW' when Hydra's error is about a renamed key, else None."""
+    """A one-line pointer to the right key when Hydra's error is about a renamed key or a
+    key set through a reference (``model.optimizer.lr``), else None."""
     for old, new in RENAMED_KEYS.items():
         if f"'{old}'" in message or f"'+{old}'" in message:
             return f"{old} was renamed: use {new}"
+    for via, group in REFERENCED_GROUPS.items():
+        found = re.search(rf"'\+*{re.escape(via)}([\w.]+)'", message)
+        if found:
+            key = found.group(1)
+            return (
+                f"{via}{key} cannot be set: {via[:-1]} refers to the {group[:-1]} group, "
+                f"set {group}{key}=VALUE instead"
+            )
     return None
 
 
