@@ -224,9 +224,20 @@ def collate_skipping(batch):
 
 class SeededShardSampler(DistributedSampler):
     """torch's ``DistributedSampler`` (this rank's shard, order from seed + epoch) that also
-    hands each index a seed for its augmentation, derived from (seed, epoch, index)."""
+    hands each index a seed for its augmentation, derived from (seed, epoch, index).
+
+    The epoch is read from ``epoch_fn`` (the trainer's) when an epoch's iteration starts:
+    Lightning's ``set_epoch`` comes too late on a resume, after DataLoader workers have
+    already drawn the first indices.
+    """
+
+    def __init__(self, *args, epoch_fn=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch_fn = epoch_fn
 
     def __iter__(self):
+        if self.epoch_fn is not None:
+            self.epoch = self.epoch_fn()
         for index in super().__iter__():
             yield index, (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
 
@@ -320,6 +331,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         return bool(trainer is not None and trainer.strategy.root_device.type == "cuda")
 
+    def _epoch(self) -> int:
+        # the epoch being started, as Lightning numbers it for set_epoch (current_epoch is
+        # one behind when a run resumes from an end-of-epoch checkpoint)
+        return self.trainer.fit_loop.epoch_progress.current.processed
+
     def _loader(self, split: str) -> DataLoader:
         if not self.samples:
             self.setup()
@@ -331,8 +347,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         sampler = None
         if train:
             rank, world = self._rank_world()
-            sampler = SeededShardSampler(dataset, num_replicas=world, rank=rank,
-                                         shuffle=self.shuffle, seed=self.seed)  # fmt: skip
+            epoch_fn = self._epoch if self.trainer is not None else None
+            sampler = SeededShardSampler(dataset, num_replicas=world, rank=rank, shuffle=self.shuffle,
+                                         seed=self.seed, epoch_fn=epoch_fn)  # fmt: skip
         workers = self.num_workers
         return DataLoader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
