@@ -47,7 +47,13 @@ def _folder_dims(size, name, weights) -> list[int]:
     return [3, crop, crop]
 
 
+def _if_set(value, when_set, otherwise):
+    """``${if_set:${pretrained},A,B}``: A when the value is given (not null), else B."""
+    return otherwise if value is None else when_set
+
+
 def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
     OmegaConf.register_new_resolver("arrays_dims", _arrays_dims, replace=True)
     OmegaConf.register_new_resolver("arrays_classes", _arrays_classes, replace=True)
