@@ -4,6 +4,7 @@ streamed through DataLoader workers), through the real CLI where a user would se
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,20 @@ def test_batches_are_the_same_for_any_number_of_workers(tmp_path):
     assert not torch.equal(torch.cat([x for x, _ in loader]), torch.cat([x for x, _ in batches[0]]))
 
 
+def test_grayscale_files_become_rgb_and_loaders_default_to_the_cpus(tmp_path):
+    write_image_folder(tmp_path, per_class=5, size=16, classes=[0, 1])
+    Image.new("L", (16, 16), color=128).save(tmp_path / "0" / "gray.png")
+    dm = ImageFolderDataModule(str(tmp_path), batch_size=64, image_size=16, num_workers=0)
+    images = torch.cat([x for x, _ in dm.train_dataloader()] + [x for x, _ in dm.val_dataloader()]
+                       + [x for x, _ in dm.test_dataloader()])  # fmt: skip
+    assert images.shape == (11, 3, 16, 16)
+    default = ImageFolderDataModule(str(tmp_path))
+    assert default.num_workers == max(1, min(8, os.cpu_count() or 1))
+    assert default.pin_memory is False  # no trainer on CUDA
+    loader = default.train_dataloader()
+    assert loader.num_workers == default.num_workers and loader.persistent_workers
+
+
 def test_pretrained_weights_bring_their_own_preprocessing(tmp_path, make_cfg):
     write_image_folder(tmp_path / "imgs", per_class=2, size=40, classes=[0, 1])
     root = f"data.root={tmp_path / 'imgs'}"
@@ -160,6 +175,10 @@ def bad_trees(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         f.unlink()
     (root / "val" / "2").rmdir()
     cases["no folder for class '2'"] = (root, str(root / "val"))
+    root = tmp_path / "extra_val_class"
+    write_image_folder(root, per_class=4, size=16, classes=[0, 1], splits=("train", "val"))
+    write_image_folder(root / "val", per_class=1, size=16, classes=[5])
+    cases["is not among the training classes"] = (root, str(root / "val" / "5"))
     cases["is not a folder"] = (tmp_path / "nope", str(tmp_path / "nope"))
     return cases
 
