@@ -27,6 +27,18 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def user_files(group: str, option: str, tmp_path) -> list[str]:
+    """The options that read a user's own data get a small file or folder of it."""
+    if (group, option) == ("data", "arrays"):
+        torch.save({"x": torch.rand(10, 3), "y": torch.arange(10) % 2}, tmp_path / "d.pt")
+        return [f"data.path={tmp_path / 'd.pt'}"]
+    if (group, option) == ("data", "image_folder"):
+        from descentlab.data.files import write_image_folder
+
+        return [f"data.root={write_image_folder(tmp_path / 'imgs', per_class=1, size=8)}"]
+    return []
+
+
 ALL_OPTIONS = [(g, o) for g in GROUPS for o in options(g)]
 
 
@@ -44,10 +56,10 @@ def test_the_design_cards_groups_all_exist():
 
 
 @pytest.mark.parametrize("group,option", ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
-def test_every_option_composes_and_resolves(make_cfg, group, option):
+def test_every_option_composes_and_resolves(make_cfg, group, option, tmp_path):
     from omegaconf import OmegaConf
 
-    cfg = make_cfg(f"{group}={option}")
+    cfg = make_cfg(f"{group}={option}", *user_files(group, option, tmp_path))
     resolved = OmegaConf.to_container(cfg.model, resolve=True)
     assert resolved["_target_"]
     assert cfg.data._target_.startswith("descentlab.data.")

@@ -18,8 +18,47 @@ def _num_classes(classes, default: int) -> int:
     return len(classes) if classes is not None else int(default)
 
 
+def _arrays_dims(path: str) -> list[int]:
+    """``${arrays_dims:${.path}}``: the shape of one sample of a data=arrays file."""
+    from descentlab.data.arrays import array_info
+
+    return array_info(path)[0]
+
+
+def _arrays_classes(path: str) -> int:
+    """``${arrays_classes:${.path}}``: max(y) + 1 of a data=arrays file."""
+    from descentlab.data.arrays import array_info
+
+    return array_info(path)[1]
+
+
+def _folder_classes(root: str) -> int:
+    """``${folder_classes:${.root}}``: the class folders of a data=image_folder tree."""
+    from descentlab.data.image_folder import class_names
+
+    return len(class_names(root))
+
+
+def _folder_dims(size, name, weights) -> list[int]:
+    """``${folder_dims:...}``: [3, S, S], S = data.image_size, else the pretrained weights' crop size."""
+    from descentlab.data.image_folder import preprocessing
+
+    crop = preprocessing(name, weights, image_size=size)["crop_size"]
+    return [3, crop, crop]
+
+
+def _if_set(value, when_set, otherwise):
+    """``${if_set:${pretrained},A,B}``: A when the value is given (not null), else B."""
+    return otherwise if value is None else when_set
+
+
 def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
+    OmegaConf.register_new_resolver("arrays_dims", _arrays_dims, replace=True)
+    OmegaConf.register_new_resolver("arrays_classes", _arrays_classes, replace=True)
+    OmegaConf.register_new_resolver("folder_classes", _folder_classes, replace=True)
+    OmegaConf.register_new_resolver("folder_dims", _folder_dims, replace=True)
 
 
 register_resolvers()

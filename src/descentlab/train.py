@@ -366,13 +366,15 @@ def _user_error(err: BaseException) -> Exception | None:
     """The DescentlabError behind ``err`` (Hydra's instantiate wraps what targets raise)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    seen = set()
+    seen, config_error = set(), None
     while err is not None and id(err) not in seen:
-        if isinstance(err, (DescentlabError, OmegaConfBaseException)):  # e.g. a missing ??? value
+        if isinstance(err, DescentlabError):
             return err
+        if isinstance(err, OmegaConfBaseException) and config_error is None:  # e.g. a missing ???
+            config_error = err  # unless a resolver's own error (a missing data.root) is behind it
         seen.add(id(err))
         err = err.__cause__ or err.__context__
-    return None
+    return config_error
 
 
 class StorageError(DescentlabError):

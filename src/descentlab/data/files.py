@@ -106,3 +106,46 @@ def register_cifar10_checksums(checksums: dict[str, str]) -> None:
     CIFAR10.train_list = [[f"data_batch_{i}", checksums[f"data_batch_{i}"]] for i in range(1, 6)]
     CIFAR10.test_list = [["test_batch", checksums["test_batch"]]]
     CIFAR10.meta = {**CIFAR10.meta, "md5": checksums["batches.meta"]}
+
+
+def write_image_folder(
+    root: str | Path,
+    per_class: int | None = None,
+    size: int = 32,
+    classes: list[int] | None = None,
+    splits: tuple[str, ...] = (),
+    suffix: str = ".png",
+    seed: int = 0,
+) -> Path:
+    """Write scikit-learn's digits as 3-channel image files in ImageFolder layout.
+
+    ``root/<digit>/<n><suffix>`` (or ``root/<split>/<digit>/...`` for each of ``splits``,
+    dealt round-robin), each 8x8 digit scaled up to ``size`` px and coloured by a random
+    tint so that the three channels differ. ``per_class``: at most this many images per
+    digit (``None``: all ~180). Real PNG/JPEG files, written by PIL, read back by
+    torchvision's ImageFolder loader exactly as a user's photos would be.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    seen: dict[int, int] = {}
+    for image, label in zip(digits.images, digits.target, strict=True):
+        label = int(label)
+        if classes is not None and label not in classes:
+            continue
+        n = seen.get(label, 0)
+        if per_class is not None and n >= per_class:
+            continue
+        seen[label] = n + 1
+        folder = root / (splits[n % len(splits)] if splits else "") / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        gray = Image.fromarray((image * (255 / 16)).astype(np.uint8)).resize(
+            (size, size), Image.BILINEAR
+        )
+        tint = rng.uniform(0.6, 1.0, size=3)
+        rgb = (np.asarray(gray, dtype=np.float32)[..., None] * tint).astype(np.uint8)
+        Image.fromarray(rgb, mode="RGB").save(folder / f"{n}{suffix}")
+    return root

@@ -101,6 +101,7 @@ class Backbone(nn.Module):
         self.input_shape, self.input_size = tuple(input_shape), input_size
         if checkpoint is not None:
             self.load_backbone(checkpoint)
+        self.frozen = freeze  # model.net.freeze: the backbone never trains (no probe schedule)
         if freeze:
             self.backbone.requires_grad_(False)
 

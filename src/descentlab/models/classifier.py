@@ -48,6 +48,16 @@ class Classifier(L.LightningModule):
             train as soon as Hydra has built it (``None`` keeps PyTorch's own init).
         l2_penalty: λ of the penalty λ‖w‖² added to the loss (weights only).
         scheduler: optional factory ``optimizer -> LRScheduler`` stepped each epoch.
+        backbone_lr_ratio: for a net with a ``backbone`` (transfer learning): the backbone's
+            parameter group trains at this times the optimizer's learning rate, the new
+            head at the full rate (pretrained features need small steps, a new head big ones).
+        probe_epochs: linear probe, then fine-tune (LP-FT): for this many epochs only the
+            head trains (a frozen, pretrained backbone), then everything does. A head fitted
+            first sends the backbone useful gradients instead of a random head's noise.
+        bn_stats: ``train`` (BatchNorm running statistics follow the new data) or ``frozen``
+            (the backbone's BatchNorm layers stay in eval mode and keep the pretrained
+            statistics: with few images per batch, batch statistics are noise). During the
+            probe epochs they are always frozen.
     """
 
     def __init__(
@@ -58,12 +68,22 @@ class Classifier(L.LightningModule):
         l2_penalty: float = 0.0,
         scheduler: Callable | None = None,
         num_classes: int | None = None,
+        backbone_lr_ratio: float = 1.0,
+        probe_epochs: int = 0,
+        bn_stats: str = "train",
     ):
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.l2_penalty = float(l2_penalty)
+        if bn_stats not in ("train", "frozen"):
+            from descentlab.errors import ConfigError
+
+            raise ConfigError("model.bn_stats", bn_stats, "train or frozen")
+        self.backbone_lr_ratio, self.probe_epochs, self.bn_stats = (
+            float(backbone_lr_ratio), int(probe_epochs), bn_stats,
+        )  # fmt: skip
         if init is not None:
             # a pretrained backbone keeps its weights: only a new head is initialized
             init(net.head if hasattr(net, "backbone") else net)
@@ -101,6 +121,33 @@ class Classifier(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    # -- transfer learning: linear probe, then fine-tune; BatchNorm statistics -----------
+    def _probing(self) -> bool:
+        return self._trainer is not None and self.current_epoch < self.probe_epochs
+
+    def on_train_epoch_start(self) -> None:
+        backbone = self.backbone
+        if backbone is None:
+            return
+        if self.probe_epochs > 0 and not getattr(self.net, "frozen", False):
+            # grads of a frozen backbone stay None, so the optimizer leaves it alone (and keeps
+            # no state for it) until the probe ends; its parameter group exists from the start,
+            # so a resumed run restores the same optimizer
+            backbone.requires_grad_(not self._probing())
+        # Lightning never calls train() itself (it restores each module's mode after
+        # validation), so the BatchNorm modes are set here, each epoch (see train)
+        self.train(True)
+
+    def train(self, mode: bool = True):
+        """Training mode, except the backbone's BatchNorm layers while their statistics are frozen."""
+        super().train(mode)
+        backbone = self.backbone
+        if mode and backbone is not None and (self.bn_stats == "frozen" or self._probing()):
+            for module in backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def _step(self, stage: str, batch) -> Tensor:
         x, y = batch
@@ -200,7 +247,18 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         # frozen parameters (model.net.freeze) are left out; BackboneFinetuning adds them later
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        backbone = (
+            {id(p) for p in self.backbone.parameters()} if self.backbone is not None else set()
+        )
+        body = [p for p in trainable if id(p) in backbone]
+        if body and self.backbone_lr_ratio != 1.0:
+            # two parameter groups: the head at the optimizer's lr, the backbone at a fraction
+            head = [p for p in trainable if id(p) not in backbone]
+            optimizer = self.optimizer_factory(params=[{"params": head}, {"params": body}])
+            optimizer.param_groups[1]["lr"] *= self.backbone_lr_ratio
+        else:
+            optimizer = self.optimizer_factory(params=trainable)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

@@ -1,0 +1,176 @@
+"""Benchmark of ``data=image_folder``: ``train.py`` vs a hand-written loop over the same files.
+
+Both sides read the same generated folder of JPEG and PNG files (scikit-learn's digits,
+written as 3-channel images in class folders) through the same DataLoader (the
+ImageFolderDataModule's: workers, batch size, transforms v2) and train the same MLP
+with Adam, with a validation pass per epoch. Per-epoch seconds are slopes between runs
+of two lengths in fresh processes (start-up cancels), sides alternating in each repeat.
+The figure is images per second of training data and the ratio train.py / hand loop.
+
+    python -m descentlab.bench_folder                  # ~3,600 files, a few minutes on 2 cores
+    python -m descentlab.bench_folder --tiny           # seconds: keeps it working (tests)
+
+Self-contained on purpose (one function, :func:`image_folder_overhead`, returns the
+figures as a dict), so that ``make bench`` can call it wherever the benchmark lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false"]  # fmt: skip
+
+
+def write_folder(root: Path, copies: int = 1) -> tuple[Path, int]:
+    """The digits as ``root/<digit>/<n>.png`` and ``.jpg`` (2 × 1,797 × copies files, 32 px)."""
+    from descentlab.data.files import write_image_folder
+
+    if not (root / "done").exists():
+        for copy in range(copies):
+            for suffix in (".png", ".jpg"):
+                write_image_folder(root / f"c{copy}{suffix[1:]}", size=32, suffix=suffix, seed=copy)
+        # one ImageFolder: merge the copies' class folders by moving their files
+        for part in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("c")):
+            for cls in part.iterdir():
+                (root / "all" / cls.name).mkdir(parents=True, exist_ok=True)
+                for f in cls.iterdir():
+                    f.rename(root / "all" / cls.name / f"{part.name}_{f.name}")
+        (root / "done").write_text("")
+    n = sum(1 for _ in (root / "all").rglob("*.*"))
+    return root / "all", n
+
+
+def datamodule(folder: str, batch_size: int, workers: int):
+    """The same DataModule train.py builds for ``data=image_folder`` with these settings."""
+    from descentlab.data.image_folder import ImageFolderDataModule
+
+    return ImageFolderDataModule(folder, batch_size=batch_size, eval_batch_size=256, num_workers=workers,
+                                 image_size=32, hflip=False, seed=12345)  # fmt: skip
+
+
+def hand_loop(folder: str, epochs: int, batch_size: int, workers: int) -> None:
+    """What a researcher writes without a framework: the same DataLoaders and MLP, Adam,
+    a validation pass (loss and accuracy) after every epoch."""
+    import torch
+    from torch import nn
+
+    from descentlab.models.mlp import MLP
+
+    torch.manual_seed(0)
+    dm = datamodule(folder, batch_size, workers)
+    dm.setup()
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    model = MLP(input_shape=dm.dims, num_classes=dm.num_classes, hidden_dims=[256, 128])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for epoch in range(epochs):
+        train.sampler.set_epoch(epoch)
+        model.train()
+        for x, y in train:
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            outs = [(model(x), y) for x, y in val]
+            logits, ys = torch.cat([o for o, _ in outs]), torch.cat([y for _, y in outs])
+            val_loss = nn.functional.cross_entropy(logits, ys).item()
+            val_acc = (logits.argmax(1) == ys).float().mean().item()
+    print(f"val_loss={val_loss:.4f} val_acc={val_acc:.4f}")
+
+
+def framework_cmd(folder: str, epochs: int, batch_size: int, workers: int) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "data=image_folder", f"data.root={folder}",
+            "data.image_size=32", "data.hflip=false", f"data.batch_size={batch_size}",
+            "data.eval_batch_size=256", f"data.num_workers={workers}", "trainer=cpu",
+            f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=csv", "test=false",
+            f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-folder-')}", *QUIET]  # fmt: skip
+
+
+def hand_cmd(folder: str, epochs: int, batch_size: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "descentlab.bench_folder", "--hand-loop", folder, str(epochs),
+            str(batch_size), str(workers)]  # fmt: skip
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def image_folder_overhead(work_dir: Path, epochs: tuple[int, int] = (1, 3), batch_size: int = 64,
+                          workers: int | None = None, repeats: int = 3, copies: int = 1) -> dict:  # fmt: skip
+    """Seconds per epoch and training images per second of both sides, and their ratio."""
+    folder, n_files = write_folder(Path(work_dir), copies)
+    workers = workers if workers is not None else max(1, min(8, os.cpu_count() or 1))
+    dm = datamodule(str(folder), batch_size, workers)
+    dm.setup()
+    n_train = len(dm.samples["train"])
+    e1, e2 = epochs
+    sides = {"descentlab": framework_cmd, "hand_loop": hand_cmd}
+    times = {side: {e1: [], e2: []} for side in sides}
+    for _ in range(repeats):
+        for n_epochs in (e1, e2):  # alternate the sides so drifts hit all of them
+            for side, make in sides.items():
+                times[side][n_epochs].append(
+                    timed(make(str(folder), n_epochs, batch_size, workers))
+                )
+    slopes = {side: [(b - a) / (e2 - e1) for a, b in zip(t[e1], t[e2], strict=True)]
+              for side, t in times.items()}  # fmt: skip
+    median = {side: statistics.median(v) for side, v in slopes.items()}
+    return {
+        "name": "image_folder",
+        "files": n_files, "train_images": n_train, "batch_size": batch_size, "num_workers": workers,
+        "seconds_per_epoch": {side: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+                              for side, v in slopes.items()},
+        "images_per_second": {side: n_train / m if m > 0 else float("inf") for side, m in median.items()},
+        "ratio": median["descentlab"] / median["hand_loop"],
+        "ratio_of_min": min(slopes["descentlab"]) / min(slopes["hand_loop"]),
+        "target": 1.10,
+    }  # fmt: skip
+
+
+def format_row(result: dict) -> str:
+    ips = result["images_per_second"]
+    return (f"image folder ({result['files']} JPEG/PNG files, {result['train_images']} training images, "
+            f"batch {result['batch_size']}, {result['num_workers']} workers): train.py {ips['descentlab']:.0f} "
+            f"img/s, hand loop {ips['hand_loop']:.0f} img/s, ratio {result['ratio']:.2f} "
+            f"(of fastest repeats {result['ratio_of_min']:.2f}; target <= {result['target']:.2f})")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--hand-loop":
+        folder, epochs, batch_size, workers = argv[1], *map(int, argv[2:5])
+        hand_loop(folder, epochs, batch_size, workers)
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m descentlab.bench_folder")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="one repeat of 1 vs 2 epochs")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "bench_folder")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        result = image_folder_overhead(args.work_dir, epochs=(1, 2), repeats=1)
+    else:
+        result = image_folder_overhead(args.work_dir, repeats=args.repeats)
+    print(format_row(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Your own arrays: ``data=arrays data.path=FILE`` with a ``.npz`` or ``.pt`` file.
+
+The file holds features ``x`` of any shape (N, ...) and integer labels ``y`` (N,):
+``numpy.savez(FILE, x=..., y=...)`` or ``torch.save({"x": ..., "y": ...}, FILE)``. Such
+data (tabular, pre-extracted features) fits in memory, so it takes the in-memory tensor
+path (``tensor_data``) and is split by seeded fractions like the digits.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from descentlab.data.tensor_data import Split, TensorDataModule
+from descentlab.errors import ConfigError, DataError, DataNotFoundError
+
+SUFFIXES = (".npz", ".pt")
+
+
+def load_arrays(path: str | Path) -> Split:
+    """``(x float32, y long)`` from FILE; every problem is a one-line error naming the file."""
+    path = Path(path)
+    if path.suffix not in SUFFIXES:
+        raise ConfigError(
+            "data.path",
+            str(path),
+            "a .npz file (arrays x, y) or a .pt file (a dict of tensors x, y)",
+        )
+    if not path.is_file():
+        raise DataNotFoundError(f"data.path={str(path)!r} does not exist")
+    try:
+        if path.suffix == ".npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as arrays:  # no pickles: loading runs no code
+                content = {k: torch.from_numpy(arrays[k]) for k in arrays.files}
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure is the file's fault
+        raise DataError(
+            f"{path}: cannot be read as {path.suffix} ({str(err).splitlines()[0]})"
+        ) from None
+    if not isinstance(content, dict) or not {"x", "y"} <= set(content):
+        found = sorted(content) if isinstance(content, dict) else type(content).__name__
+        raise DataError(f"{path}: needs arrays named x and y, found {found}")
+    x, y = torch.as_tensor(content["x"]), torch.as_tensor(content["y"])
+    if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise DataError(
+            f"{path}: y must be a 1-D array of integer labels, got {y.dtype} of shape {tuple(y.shape)}"
+        )
+    if x.ndim < 2 or len(x) != len(y):
+        raise DataError(
+            f"{path}: x must have one row per label: x has shape {tuple(x.shape)}, y has {len(y)} labels"
+        )
+    if len(y) and int(y.min()) < 0:
+        raise DataError(f"{path}: labels must be class ids >= 0, found {int(y.min())}")
+    return x.float(), y.long()
+
+
+@lru_cache(maxsize=8)
+def _info(path: str, mtime_ns: int) -> tuple[list[int], int]:
+    x, y = load_arrays(path)
+    return list(x.shape[1:]), int(y.max()) + 1 if len(y) else 0
+
+
+def array_info(path: str) -> tuple[list[int], int]:
+    """``(dims, num_classes)`` of FILE, for the config (read once per file version)."""
+    try:
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
+        mtime = 0  # load_arrays reports the missing file
+    return _info(str(path), mtime)
+
+
+class ArraysDataModule(TensorDataModule):
+    """Features and labels from one file, split by ``seed``: ``test_fraction`` for test,
+    ``val_fraction`` for validation, the rest for training (as :class:`DigitsDataModule`)."""
+
+    def __init__(self, path: str, val_fraction: float = 0.15, test_fraction: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.path = str(path)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    def load_splits(self) -> dict[str, Split]:
+        x, y = load_arrays(self.path)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        n_test = round(self.test_fraction * len(x))
+        n_val = round(self.val_fraction * len(x))
+        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+        return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
