@@ -158,8 +158,7 @@ def holds_best_weights(trainer: L.Trainer) -> bool:
     from descentlab.callbacks import RestoreBestEarlyStopping
 
     return any(
-        isinstance(cb, RestoreBestEarlyStopping) and cb.best_weights is not None
-        for cb in trainer.callbacks
+        isinstance(cb, RestoreBestEarlyStopping) and cb.holds_best for cb in trainer.callbacks
     )
 
 
