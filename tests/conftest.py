@@ -62,10 +62,11 @@ def run_cli(
     env: dict | None = None,
     check: bool = True,
     module: str | None = None,
+    script_name: str = "train.py",
 ) -> subprocess.CompletedProcess:
-    """Run ``python train.py ARGS`` (or ``python -m MODULE ARGS``) as a real subprocess."""
+    """Run ``python train.py ARGS`` (or ``eval.py``, or ``python -m MODULE ARGS``) as a real subprocess."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline", **(env or {})}
-    script = ["-m", module] if module else [str(ROOT / "train.py")]
+    script = ["-m", module] if module else [str(ROOT / script_name)]
     proc = subprocess.run(
         [sys.executable, *script, *args], cwd=cwd or ROOT, env=full_env,
         capture_output=True, text=True, timeout=timeout,

@@ -29,10 +29,14 @@ def test_a_checkpoint_is_the_weights_plus_the_optimizer_state(make_cfg, tmp_path
     path = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = load_checkpoint(path)
     weights = sum(
-        v.numel() * v.element_size() for k, v in checkpoint["state_dict"].items() if k.startswith("net.")
+        v.numel() * v.element_size()
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
     )
     optimizer = tensor_bytes(checkpoint["optimizer_states"])
-    assert 2 * weights <= optimizer < 2 * weights + 1_000  # Adam: two moments per weight, a step count
+    assert (
+        2 * weights <= optimizer < 2 * weights + 1_000
+    )  # Adam: two moments per weight, a step count
     # Everything else (metric sums, loops, config, zip headers) is small: no second copy
     # of the weights (early stopping's best weights used to be one, +33 %).
     assert weights + optimizer < path.stat().st_size < (weights + optimizer) * 1.05 + 32_000

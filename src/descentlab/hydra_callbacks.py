@@ -98,6 +98,27 @@ class RunDirGuard(Callback):
             _fail(err)
 
 
+class EvalRunDirGuard(RunDirGuard):
+    """``eval.py``'s guard: lock its run dir and refuse one that holds results.
+
+    Its ``ckpt_path`` names the model to test, not a run to resume: nothing of the
+    resume checks applies.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not run_dir.is_rank_zero():
+            return
+        path = Path(str(config.hydra.run.dir))
+        try:
+            run_dir.lock(path)
+            if run_dir.holds_a_run(path):
+                raise run_dir.RunDirError(
+                    f"run dir {path.resolve()} already holds results: choose another hydra.run.dir"
+                )
+        except DescentlabError as err:
+            _fail(err, path)
+
+
 class SweepSummary(Callback):
     """After a multirun, one line per job that did not complete, and a count."""
 
