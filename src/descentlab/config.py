@@ -19,7 +19,13 @@ def _num_classes(classes, default: int) -> int:
 
 
 def register_resolvers() -> None:
+    from descentlab import job
+
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
+    # one run dir per distributed job (see descentlab.job)
+    OmegaConf.register_new_resolver("run_name", job.run_name, replace=True)
+    OmegaConf.register_new_resolver("rank_suffix", job.rank_suffix, replace=True)
+    OmegaConf.register_new_resolver("rank_zero_only", job.rank_zero_only, replace=True)
 
 
 register_resolvers()
