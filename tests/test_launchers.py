@@ -46,3 +46,30 @@ def test_a_requeued_slurm_job_resumes_from_its_own_last_checkpoint(tmp_path):
     # without the requeue, the same command is refused: it would overwrite the run
     proc = run_cli([*QUICK[:-1], "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"], check=False)
     assert proc.returncode == 1 and "already holds a run" in proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore:.*validated against ConfigStore schema")  # see config.py
+@pytest.mark.parametrize("launcher", ["submitit_slurm", "submitit_local"])
+def test_the_launcher_configs_build_submitits_launchers(launcher):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    from descentlab.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}", "hydra.launcher.nodes=2",
+                                          "hydra.launcher.gpus_per_node=4"],
+                      return_hydra_config=True)  # fmt: skip
+    HydraConfig.instance().set_config(cfg)
+    built = instantiate(cfg.hydra.launcher)
+    assert (
+        type(built).__name__
+        == {"submitit_slurm": "SlurmLauncher", "submitit_local": "LocalLauncher"}[launcher]
+    )
+    assert built.params["nodes"] == 2 and built.params["gpus_per_node"] == 4
+    if launcher == "submitit_slurm":  # one task per GPU; SIGUSR1 before the limit, requeued
+        assert built.params["tasks_per_node"] == 4
+        assert built.params["signal_delay_s"] > 0 and built.params["max_num_timeout"] > 0
