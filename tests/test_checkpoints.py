@@ -72,3 +72,16 @@ def test_a_remote_write_keeps_the_good_checkpoint_when_weights_are_not_finite():
     fsspec.filesystem("memory").pipe("/finite-only/junk.ckpt", b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint("memory://finite-only/junk.ckpt")
+
+
+def test_a_run_resumes_from_an_fsspec_url(make_cfg, tmp_path):
+    url = f"memory://{tmp_path.name}-resume/checkpoints"
+    where = [
+        f"callbacks.model_checkpoint.dirpath={url}",
+        f"callbacks.last_checkpoint.dirpath={url}",
+    ]
+    run(make_cfg(*where, "logger=none", "trainer.max_epochs=1", subdir="first"))
+    resumed = run(make_cfg(*where, "logger=none", "trainer.max_epochs=2", f"ckpt_path={url}/last.ckpt",
+                           subdir="second"))  # fmt: skip
+    assert resumed["epochs"] == 2 and resumed["global_step"] == 2 * 19  # epoch 0 not trained again
+    assert load_checkpoint(f"{url}/last.ckpt")["global_step"] == 2 * 19

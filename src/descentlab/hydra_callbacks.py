@@ -77,7 +77,9 @@ class RunDirGuard(Callback):
         with open_dict(cfg):
             cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
             cfg.ckpt_path = cfg.ckpt_path or resume.requeued_checkpoint(path)
-        if cfg.ckpt_path != "last" and not Path(str(cfg.ckpt_path)).is_file():
+        from descentlab.checkpoints import exists
+
+        if cfg.ckpt_path != "last" and not exists(cfg.ckpt_path):
             from descentlab.errors import ConfigError
 
             raise ConfigError(
