@@ -63,11 +63,12 @@ def run_cli(
     check: bool = True,
     module: str | None = None,
     script: Path | None = None,
+    script_name: str = "train.py",
 ) -> subprocess.CompletedProcess:
-    """Run ``python train.py ARGS`` (or ``python -m MODULE ARGS``, ``python SCRIPT ARGS``)
-    as a real subprocess."""
+    """Run ``python train.py ARGS`` (or ``eval.py`` by ``script_name``, ``python SCRIPT ARGS``,
+    ``python -m MODULE ARGS``) as a real subprocess."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline", **(env or {})}
-    script = ["-m", module] if module else [str(script or ROOT / "train.py")]
+    script = ["-m", module] if module else [str(script or ROOT / script_name)]
     proc = subprocess.run(
         [sys.executable, *script, *args], cwd=cwd or ROOT, env=full_env,
         capture_output=True, text=True, timeout=timeout,

@@ -1,7 +1,9 @@
-"""Train from Python (notebooks, scripts) with the same configs as ``python train.py``.
+"""Train, load and predict from Python (notebooks, scripts) with the same configs as ``python train.py``.
 
-from descentlab.api import train
+from descentlab.api import load, predict, train
 metrics, run_dir = train(["optimizer=sgd", "trainer.max_epochs=5"], "logs/notebook/sgd")
+model = load(run_dir)                 # the trained LightningModule (the weights the run kept)
+probabilities = predict(model, x)     # Lightning's predict_step on new inputs
 """
 
 from __future__ import annotations
@@ -75,3 +77,31 @@ def _silenced():
 
         return capture_output(stdout=True, stderr=False, display=True)
     return contextlib.redirect_stdout(io.StringIO())
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] | None = None):
+    """The trained module of a run dir (its ``model.pt``), a checkpoint or a ``model.pt``.
+
+    The module is rebuilt from the model config its checkpoints record; ``overrides``
+    (``train.py``'s) give the model config of a ``model.pt`` that has no checkpoint beside
+    it. The module is returned in eval mode, on the CPU.
+    """
+    from descentlab.loading import load as load_module
+
+    model_cfg = compose(overrides).model if overrides is not None else None
+    module = load_module(path, model_cfg=model_cfg)
+    return module.eval()
+
+
+def predict(module, inputs, batch_size: int = 1024, accelerator: str = "cpu"):
+    """Class probabilities for ``inputs`` (N, *input_shape), through Lightning's ``predict_step``."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    loader = DataLoader(TensorDataset(torch.as_tensor(inputs)), batch_size=batch_size)
+    return torch.cat(trainer.predict(module, loader))

@@ -1,12 +1,15 @@
 """Finding, checking, loading and safely writing checkpoints.
 
-- ``SafeCheckpointIO`` writes a checkpoint to a temporary file in the same directory
-  and renames it over the old one (``os.replace`` is atomic on POSIX): a kill during
-  a save leaves the previous checkpoint in place, never a truncated file. It refuses
-  to write a checkpoint whose weights are NaN or infinite, so a diverged run cannot
-  replace the last good checkpoint.
-- Every checkpoint is loaded with ``weights_only=True``: a pickle that would build
-  arbitrary objects (and so run code) is refused, with a one-line error.
+- ``SafeCheckpointIO`` refuses to write a checkpoint whose weights are NaN or infinite,
+  so a diverged run cannot replace the last good checkpoint. A local file is written to
+  a temporary file in the same directory and renamed over the old one (``os.replace`` is
+  atomic on POSIX, and ``fsync=True`` can flush it first): a kill during a save leaves
+  the previous checkpoint in place, never a truncated file. Any other fsspec URL
+  (``s3://``, ``gs://``, ``memory://``, ...) goes to Lightning's own
+  ``TorchCheckpointIO``, which writes inside an fsspec transaction (object stores
+  publish an object only once its upload is complete).
+- Every checkpoint is loaded with ``weights_only=True``, local or remote: a pickle that
+  would build arbitrary objects (and so run code) is refused, with a one-line error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from descentlab.errors import CheckpointError
@@ -48,12 +53,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
     ) -> None:
-        path = Path(path)
         if not all_finite(checkpoint):
             log.warning(
                 "not writing %s: the weights are not finite (the previous file is kept)", path
             )
             return
+        if not is_local(path):
+            super().save_checkpoint(checkpoint, str(path), storage_options)
+            return
+        path = Path(local_path(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
@@ -82,12 +90,31 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location=map_location)
 
 
+def is_local(path) -> bool:
+    """True for a plain path or a ``file://`` URL, False for any other fsspec URL."""
+    return isinstance(fsspec.core.url_to_fs(str(path))[0], LocalFileSystem)
+
+
+def local_path(path) -> str:
+    """``path`` without a ``file://`` prefix."""
+    return fsspec.core.url_to_fs(str(path))[1] if str(path).startswith("file://") else str(path)
+
+
+def exists(path) -> bool:
+    """Whether ``path`` (a local path or any fsspec URL) is an existing file."""
+    fs, where = fsspec.core.url_to_fs(str(path))
+    return fs.isfile(where)
+
+
 def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or unsafe files."""
-    path = Path(path)
-    if not path.is_file():
+    """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or unsafe files.
+
+    ``path`` is a local path or any fsspec URL (``s3://bucket/run/last.ckpt``, ``memory://...``).
+    """
+    fs, where = fsspec.core.url_to_fs(str(path))
+    if not fs.isfile(where):
         raise CheckpointError(f"checkpoint {path} does not exist")
-    with open(path, "rb") as f:
+    with fs.open(where, "rb") as f:
         head = f.read(4)
     # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80)
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
@@ -95,7 +122,8 @@ def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
             f"checkpoint {path} is corrupt or truncated (not a file torch.save wrote)"
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with fs.open(where, "rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch says, the file is the problem
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in str(err) or "Unsupported global" in str(err):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from omegaconf import ListConfig, OmegaConf
@@ -53,12 +54,26 @@ def _if_set(value, when_set, otherwise):
 
 
 def register_resolvers() -> None:
+    from descentlab import job
+
     OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
     OmegaConf.register_new_resolver("arrays_dims", _arrays_dims, replace=True)
     OmegaConf.register_new_resolver("arrays_classes", _arrays_classes, replace=True)
     OmegaConf.register_new_resolver("folder_classes", _folder_classes, replace=True)
     OmegaConf.register_new_resolver("folder_dims", _folder_dims, replace=True)
+    # one run dir per distributed job (see descentlab.job)
+    OmegaConf.register_new_resolver("run_name", job.run_name, replace=True)
+    OmegaConf.register_new_resolver("rank_suffix", job.rank_suffix, replace=True)
+    OmegaConf.register_new_resolver("rank_zero_only", job.rank_zero_only, replace=True)
 
 
 register_resolvers()
+
+
+# configs/hydra/launcher/submitit_{local,slurm}.yaml keep the plugin's option names (the
+# command line stays `hydra/launcher=submitit_slurm`) and hold every field themselves, so
+# Hydra's deprecated check against the plugin's schema of the same name changes nothing.
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/submitit_(local|slurm)' is validated against ConfigStore"
+)

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+import descentlab.config  # noqa: F401  (resolvers: submitit's workers unpickle this module first)
 from descentlab import run_dir
 from descentlab.errors import DescentlabError, RunAlreadyFinished
 
@@ -41,12 +42,17 @@ class RunDirGuard(Callback):
         path = Path(str(config.hydra.run.dir))
         try:
             run_dir.lock(path)
-            ckpt_path = config.get("ckpt_path")
+            from descentlab.resume import requeued_checkpoint
+
+            # a requeued SLURM job starts its command again: it resumes its own run dir
+            ckpt_path = config.get("ckpt_path") or requeued_checkpoint(path)
             own_checkpoints = (path / "checkpoints").resolve()
             if run_dir.holds_a_run(path) and (
                 not ckpt_path
                 or (
-                    ckpt_path != "last" and Path(str(ckpt_path)).resolve().parent != own_checkpoints
+                    ckpt_path != "last"
+                    and Path(str(ckpt_path)).resolve().parent
+                    not in (own_checkpoints, path.resolve())
                 )
             ):
                 raise run_dir.RunDirError(
@@ -70,7 +76,10 @@ class RunDirGuard(Callback):
         cfg = config.copy()
         with open_dict(cfg):
             cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
-        if cfg.ckpt_path != "last" and not Path(str(cfg.ckpt_path)).is_file():
+            cfg.ckpt_path = cfg.ckpt_path or resume.requeued_checkpoint(path)
+        from descentlab.checkpoints import exists
+
+        if cfg.ckpt_path != "last" and not exists(cfg.ckpt_path):
             from descentlab.errors import ConfigError
 
             raise ConfigError(
@@ -98,29 +107,61 @@ class RunDirGuard(Callback):
             _fail(err)
 
 
-class SweepSummary(Callback):
-    """After a multirun, one line per job that did not complete, and a count."""
+class EvalRunDirGuard(RunDirGuard):
+    """``eval.py``'s guard: lock its run dir and refuse one that holds results.
 
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, str, str]] = []
+    Its ``ckpt_path`` names the model to test, not a run to resume: nothing of the
+    resume checks applies.
+    """
 
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        output_dir = Path(str(config.hydra.runtime.output_dir))
-        status, reason = "failed", "no metrics.json"
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not run_dir.is_rank_zero():
+            return
+        path = Path(str(config.hydra.run.dir))
         try:
-            metrics = json.loads((output_dir / "metrics.json").read_text())
-            status, reason = metrics.get("status", "completed"), metrics.get("reason", "")
-        except (OSError, ValueError):
-            pass
-        self.jobs.append((output_dir.name, status, reason))
+            run_dir.lock(path)
+            if run_dir.holds_a_run(path):
+                raise run_dir.RunDirError(
+                    f"run dir {path.resolve()} already holds results: choose another hydra.run.dir"
+                )
+        except DescentlabError as err:
+            _fail(err, path)
+
+
+class SweepSummary(Callback):
+    """After a multirun, one line per job that did not complete, and a count.
+
+    The jobs are read from the sweep dir (``<sweep dir>/<job number>/metrics.json``):
+    with the submitit launchers they run in other processes, even other machines.
+    """
+
+    @staticmethod
+    def jobs(sweep_dir: Path) -> list[tuple[str, str, str]]:
+        jobs = []
+        for job_dir in sorted(sweep_dir.iterdir() if sweep_dir.is_dir() else [], key=_job_order):
+            if not job_dir.is_dir() or job_dir.name.startswith("."):
+                continue
+            status, reason = "failed", "no metrics.json"
+            try:
+                metrics = json.loads((job_dir / "metrics.json").read_text())
+                status, reason = metrics.get("status", "completed"), metrics.get("reason", "")
+            except (OSError, ValueError):
+                pass
+            jobs.append((job_dir.name, status, reason))
+        return jobs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        bad = [(name, status, reason) for name, status, reason in self.jobs
+        jobs = self.jobs(Path(str(config.hydra.sweep.dir)))
+        bad = [(name, status, reason) for name, status, reason in jobs
                if status not in ("completed", "early_stopped")]  # fmt: skip
         for name, status, reason in bad:
             print(f"descentlab: job {name} {status}: {reason}", file=sys.stderr)
         print(
-            f"descentlab: sweep finished: {len(self.jobs) - len(bad)} of {len(self.jobs)} jobs "
+            f"descentlab: sweep finished: {len(jobs) - len(bad)} of {len(jobs)} jobs "
             f"completed; results in {config.hydra.sweep.dir}",
             file=sys.stderr,
         )
+
+
+def _job_order(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)

@@ -89,10 +89,29 @@ def newest_last_checkpoint(log_dir: str | Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def resolve(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``ckpt_path`` as given, or ``last``: this run dir's ``checkpoints/last.ckpt``."""
-    if ckpt_path in (None, ""):
+def requeued() -> bool:
+    """True in a SLURM job that was requeued (preempted or timed out, then started again)."""
+    return os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+
+
+def requeued_checkpoint(output_dir: str | Path) -> str | None:
+    """In a requeued SLURM job, the run dir's newest resumable checkpoint: ``last.ckpt``, or
+    the ``hpc_ckpt_N.ckpt`` Lightning's own SLURM requeue wrote when that is newer."""
+    if not requeued():
         return None
+    output_dir = Path(output_dir)
+    candidates = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [p for p in candidates if p.is_file()]
+    return str(max(existing, key=os.path.getmtime)) if existing else None
+
+
+def resolve(ckpt_path: str | None, cfg: DictConfig) -> str | None:
+    """``ckpt_path`` as given, or ``last``: this run dir's ``checkpoints/last.ckpt``.
+
+    Without one, a requeued SLURM job resumes its own run dir (:func:`requeued_checkpoint`).
+    """
+    if ckpt_path in (None, ""):
+        return requeued_checkpoint(cfg.paths.output_dir)
     if ckpt_path != "last":
         return str(ckpt_path)
     output_dir = Path(cfg.paths.output_dir)

@@ -111,7 +111,8 @@ def remove_if_empty(run_dir: str | Path) -> None:
     path = Path(run_dir).resolve()
     if path not in _created or not path.is_dir():
         return
-    leftovers = {p.name for p in path.iterdir()} - {".hydra", "train.log", LOCK_NAME}
+    # Hydra's job log is named after the script (train.log, eval.log) or a DDP process
+    leftovers = {p.name for p in path.iterdir() if p.suffix != ".log"} - {".hydra", LOCK_NAME}
     if leftovers:
         return
     import shutil

@@ -82,11 +82,15 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def print_table(metrics: dict[str, Any], where: Path) -> None:
+def print_table(
+    metrics: dict[str, Any],
+    where: Path,
+    title: str = "final metrics (the kept model; last/ = the last epoch)",
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="final metrics (the kept model; last/ = the last epoch)")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in sorted(metrics.items()):
@@ -158,8 +162,7 @@ def holds_best_weights(trainer: L.Trainer) -> bool:
     from descentlab.callbacks import RestoreBestEarlyStopping
 
     return any(
-        isinstance(cb, RestoreBestEarlyStopping) and cb.best_weights is not None
-        for cb in trainer.callbacks
+        isinstance(cb, RestoreBestEarlyStopping) and cb.holds_best for cb in trainer.callbacks
     )
 
 

@@ -188,6 +188,16 @@ def _check_top_level(cfg: DictConfig) -> None:
         raise ConfigError("flush_denormal", cfg.get("flush_denormal"), "true or false")
 
 
+def _is_file(path) -> bool:
+    """A local file, or a file at any fsspec URL (``s3://...``: fsspec is imported only then)."""
+    if "://" not in str(path):
+        return os.path.isfile(path)
+    import fsspec
+
+    fs, where = fsspec.core.url_to_fs(str(path))
+    return fs.isfile(where)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value found."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -211,5 +221,5 @@ def validate(cfg: DictConfig) -> None:
         )  # fmt: skip
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path not in (None, "", "last") and not os.path.isfile(ckpt_path):
+    if ckpt_path not in (None, "", "last") and not _is_file(ckpt_path):
         raise ConfigError("ckpt_path", ckpt_path, "an existing checkpoint file, 'last', or null")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import copy
+import logging
 
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class RestoreBestEarlyStopping(EarlyStopping):
-    """Lightning's ``EarlyStopping``, plus: keep a copy of the weights of the best epoch
-    and put them back when training ends — because it stopped early or because
-    ``max_epochs`` was reached after the best epoch.
+    """Lightning's ``EarlyStopping``, plus: put the best epoch's weights back when training
+    ends — because it stopped early or because ``max_epochs`` was reached after the best epoch.
 
     Lightning's own callback stops but leaves the *last* epoch's weights in the model,
     so whatever runs next (``trainer.test``, saving the model) would use weights that
@@ -19,14 +20,17 @@ class RestoreBestEarlyStopping(EarlyStopping):
     the epoch whose weights the model holds and ``restored_best`` says whether they
     had to be put back.
 
-    The best weights, epoch, counter and score are in ``state_dict``, so a resumed run
-    restores the right weights too.
+    The best weights are stored once, in the best checkpoint (a ``ModelCheckpoint`` on
+    the same metric, ``checkpoints/best.ckpt``), never in every checkpoint: the state
+    saved here is Lightning's (counter, best score) plus ``best_epoch``. While the
+    process runs a CPU copy of the best weights is kept in memory (a restore then needs
+    no file); a resumed run restores them from the best checkpoint instead.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.best_epoch: int | None = None
-        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None  # this process's copy only
         self.restored_best = False
         self.last_checked_epoch: int | None = None
 
@@ -41,19 +45,52 @@ class RestoreBestEarlyStopping(EarlyStopping):
                 k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()
             }
 
+    @property
+    def holds_best(self) -> bool:
+        """True once training ended with the model holding ``best_epoch``'s weights."""
+        return self.best_epoch is not None and (
+            self.restored_best or self.best_epoch == self.last_checked_epoch
+        )
+
     def on_train_end(self, trainer, pl_module) -> None:
         # The model holds the weights validated last; put the best ones back if they differ.
-        if self.best_weights is not None and self.best_epoch != self.last_checked_epoch:
-            pl_module.load_state_dict(self.best_weights)
-            self.restored_best = True
+        if self.best_epoch is None or self.best_epoch == self.last_checked_epoch:
+            return
+        weights = self.best_weights or self._weights_from_best_checkpoint(trainer)
+        if weights is None:
+            log.warning(
+                "early stopping: the weights of epoch %s are neither in memory nor in a best "
+                "checkpoint on %s; the model keeps the last epoch's", self.best_epoch, self.monitor,
+            )  # fmt: skip
+            self.best_epoch = self.last_checked_epoch
+            return
+        pl_module.load_state_dict(weights)
+        self.restored_best = True
+
+    def _weights_from_best_checkpoint(self, trainer) -> dict[str, torch.Tensor] | None:
+        """The state_dict of a best checkpoint on the same metric, if it is ``best_epoch``'s."""
+        for callback in trainer.checkpoint_callbacks:
+            if not (
+                isinstance(callback, ModelCheckpoint)
+                and callback.monitor == self.monitor
+                and callback.mode == self.mode
+                and callback.best_model_path
+            ):
+                continue
+            checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(callback.best_model_path)
+            if checkpoint.get("epoch") == self.best_epoch:
+                return checkpoint["state_dict"]
+        return None
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(best_epoch=self.best_epoch, best_weights=copy.copy(self.best_weights))
+        state.update(best_epoch=self.best_epoch, last_checked_epoch=self.last_checked_epoch)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         self.best_epoch = state_dict.pop("best_epoch", None)
+        self.last_checked_epoch = state_dict.pop("last_checked_epoch", None)
+        # checkpoints written before the lean format carry a copy of the weights: use it
         self.best_weights = state_dict.pop("best_weights", None)
         super().load_state_dict(state_dict)

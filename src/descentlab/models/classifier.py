@@ -43,7 +43,8 @@ class Classifier(L.LightningModule):
 
     Args:
         net: the network; outputs logits.
-        optimizer: a factory ``params -> torch.optim.Optimizer`` (Hydra ``_partial_``).
+        optimizer: a factory ``params -> torch.optim.Optimizer`` (Hydra ``_partial_``);
+            ``None`` for a module that is only evaluated.
         init: an initializer applied to ``net`` here, so that the module is ready to
             train as soon as Hydra has built it (``None`` keeps PyTorch's own init).
         l2_penalty: λ of the penalty λ‖w‖² added to the loss (weights only).
@@ -63,7 +64,7 @@ class Classifier(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         init: Callable[[nn.Module], None] | None = None,
         l2_penalty: float = 0.0,
         scheduler: Callable | None = None,
@@ -105,6 +106,25 @@ class Classifier(L.LightningModule):
         self.penalty = MeanMetric(nan_strategy="disable")
         self._last_val_loss: tuple[int, Tensor] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs):
+        """Lightning's ``load_from_checkpoint``; ``net`` and ``optimizer`` default to the ones
+        the checkpoint's run was configured with (its recorded ``model`` config, rebuilt with
+        Hydra's ``instantiate``), so ``Classifier.load_from_checkpoint(path)`` needs nothing
+        else. Any fsspec URL works; the file is read with ``weights_only=True``."""
+        from descentlab.checkpoints import load_checkpoint
+        from descentlab.loading import build_net, build_optimizer, model_config
+
+        if "net" not in kwargs or "optimizer" not in kwargs:
+            config = model_config(load_checkpoint(checkpoint_path), checkpoint_path)
+            if "net" not in kwargs:
+                kwargs["net"] = build_net(config["net"])
+            if "optimizer" not in kwargs:
+                kwargs["optimizer"] = build_optimizer(config.get("optimizer"))
+        return super().load_from_checkpoint(
+            checkpoint_path, map_location=map_location or "cpu", weights_only=True, **kwargs
+        )
 
     @staticmethod
     def _make_loss(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
@@ -246,6 +266,8 @@ class Classifier(L.LightningModule):
                     setattr(metric, key, value.to(getattr(metric, key).device))
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("Classifier was built without an optimizer: it cannot be trained")
         # frozen parameters (model.net.freeze) are left out; BackboneFinetuning adds them later
         trainable = [p for p in self.parameters() if p.requires_grad]
         backbone = (

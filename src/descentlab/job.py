@@ -1,0 +1,102 @@
+"""One run dir per distributed job: the run name every rank of a job agrees on.
+
+Each rank of a job composes the config itself, so a run dir named by the time
+(``${now:...}``) differs between ranks by microseconds. ``${run_name:}`` (the run dir's
+name in configs/hydra/default.yaml) gives every rank of one job the same name:
+
+- Lightning's own launcher (``trainer=ddp_cpu``, ``trainer=ddp``) starts ranks 1.. as
+  children of rank 0 (with ``LOCAL_RANK`` set): rank 0 puts its name in
+  ``DESCENTLAB_RUN_NAME``, with its PID, and such a child takes it when its parent's PID
+  matches (an unrelated later run does not).
+- torchrun (one node or many): rank 0 publishes its name in the store torchrun's agent
+  already serves to every worker (``MASTER_ADDR:MASTER_PORT``); the others wait for it.
+- SLURM (``srun``, or Hydra's submitit launcher): every task of a job step has the same
+  ``SLURM_JOB_ID`` and ``SLURM_STEP_ID``; the name is built from them (a requeued job
+  keeps its run dir, see :func:`descentlab.resume.requeued`).
+- otherwise, the time to the microsecond.
+
+Only rank 0 writes into the run dir (``.hydra/``, ``metrics.json``, checkpoints); other
+ranks log to ``<job>_rank<N>.log`` (``${rank_suffix:}``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+ENV_KEY = "DESCENTLAB_RUN_NAME"
+STORE_KEY = "descentlab/run_name"
+STORE_TIMEOUT = datetime.timedelta(minutes=5)
+
+
+def global_rank() -> int:
+    """This process's rank as the launcher says (torchrun, Lightning, SLURM); 0 if none."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(key)
+        if value not in (None, ""):
+            return int(value)
+    return 0
+
+
+def _timestamp() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+
+
+_chosen: str | None = None  # this process's name: Hydra may resolve it more than once
+
+
+def _from_parent() -> str | None:
+    """The name rank 0 of Lightning's launcher handed down to this child (ranks 1..)."""
+    name, _, pid = os.environ.get(ENV_KEY, "").rpartition("@")
+    launched = os.environ.get("LOCAL_RANK", "0") != "0"  # Lightning sets it for its children
+    return name if name and launched and pid == str(os.getppid()) else None
+
+
+def _under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ and "MASTER_ADDR" in os.environ
+
+
+def _shared_through_torchrun(name: str) -> str:
+    """Rank 0's ``name``, through the store of torchrun's agent."""
+    from torch.distributed import TCPStore
+
+    store = TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+        timeout=STORE_TIMEOUT,
+    )  # fmt: skip
+    if global_rank() == 0:
+        store.set(STORE_KEY, name)
+        return name
+    return store.get(STORE_KEY).decode()
+
+
+def _slurm_job() -> str | None:
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
+        return None  # one task: nothing to agree on, and sbatch scripts run many of them
+    return f"slurm-{job}.{os.environ.get('SLURM_STEP_ID', '0')}"
+
+
+def run_name() -> str:
+    """The run dir name of this job, the same on every rank (see the module docstring)."""
+    global _chosen
+    if _chosen is None:
+        _chosen = _from_parent()
+    if _chosen is None:
+        if _under_torchrun():
+            _chosen = _shared_through_torchrun(_timestamp())
+        else:
+            _chosen = _slurm_job() or _timestamp()
+        os.environ[ENV_KEY] = f"{_chosen}@{os.getpid()}"  # for Lightning's children
+    return _chosen
+
+
+def rank_suffix() -> str:
+    """``""`` on rank 0, ``_rank<N>`` elsewhere: one log file per rank."""
+    rank = global_rank()
+    return f"_rank{rank}" if rank else ""
+
+
+def rank_zero_only(value):
+    """``value`` on rank 0, None elsewhere (e.g. ``hydra.output_subdir``: rank 0 writes .hydra/)."""
+    return value if global_rank() == 0 else None

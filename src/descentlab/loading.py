@@ -1,0 +1,119 @@
+"""Rebuild a trained module from what a run wrote: a checkpoint, a ``model.pt``, a run dir.
+
+Every training checkpoint carries the run's resolved ``model`` config (with its
+optimizer and init, under ``resume.CONFIG_KEY``), so the network can be built again
+with Hydra's ``instantiate`` and no other argument. ``model.pt`` holds the kept
+network's weights only; its run dir's checkpoints (or, for a ``model.pt`` alone, the
+config of the command) say how to build it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from descentlab.checkpoints import exists, load_checkpoint
+from descentlab.errors import CheckpointError
+
+# Keys of a net config that name where its *initial* weights come from: a rebuilt net
+# gets its weights from the checkpoint, so it must not download or read them again.
+INITIAL_WEIGHTS_KEYS = ("weights", "checkpoint")
+
+
+def build_net(net_config: dict[str, Any]):
+    """``instantiate(net_config)`` without its sources of initial weights."""
+    from hydra.utils import instantiate
+
+    config = dict(net_config)
+    for key in INITIAL_WEIGHTS_KEYS:
+        if key in config:
+            config[key] = None
+    return instantiate(config)
+
+
+def build_optimizer(optimizer_config: dict[str, Any] | None):
+    """The ``params -> Optimizer`` factory of the config (a Hydra ``_partial_``), if any."""
+    from hydra.utils import instantiate
+
+    return instantiate(optimizer_config) if optimizer_config else None
+
+
+def model_config(checkpoint: dict, path) -> dict[str, Any]:
+    """The resolved ``model`` config recorded in a training checkpoint."""
+    from descentlab.resume import CONFIG_KEY
+
+    config = (checkpoint.get(CONFIG_KEY) or {}).get("model")
+    if not isinstance(config, dict) or "net" not in config:
+        raise CheckpointError(
+            f"checkpoint {path} does not record the model config it was trained with (written "
+            f"by another program or an older descentlab); load it with "
+            f"Classifier.load_from_checkpoint(path, net=..., optimizer=...)"
+        )
+    return config
+
+
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """A training checkpoint of ``run_dir`` (best, else last), if there is one."""
+    for name in ("best.ckpt", "last.ckpt"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
+
+
+def is_training_checkpoint(checkpoint: dict) -> bool:
+    return "state_dict" in checkpoint and "loops" in checkpoint
+
+
+def load_weights_into(module, weights: dict, path) -> None:
+    """Load a ``model.pt`` (the network's state_dict) into ``module.net``, one line on a mismatch."""
+    try:
+        module.net.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path} does not fit the model config ({first}); give the model overrides it was "
+            f"trained with"
+        ) from None
+
+
+def load(path: str | Path, model_cfg=None, map_location: Any = "cpu"):
+    """The trained module of ``path``: a run dir, a training checkpoint or a ``model.pt``.
+
+    - a run dir: its ``model.pt`` (the weights the run kept and tested) in the module its
+      checkpoints describe; without ``model.pt``, the best (else last) checkpoint;
+    - a training checkpoint (``.ckpt``, local or any fsspec URL): ``Classifier.load_from_checkpoint``;
+    - a ``model.pt``: built from its run dir's checkpoint, else from ``model_cfg`` (the
+      command's ``cfg.model``).
+    """
+    from descentlab.models.classifier import Classifier
+
+    local = Path(str(path))
+    if local.is_dir():
+        run_dir = local
+        weights = run_dir / "model.pt"
+        if not weights.is_file():
+            checkpoint = run_checkpoint(run_dir)
+            if checkpoint is None:
+                raise CheckpointError(f"run dir {run_dir} holds neither model.pt nor a checkpoint")
+            return load(checkpoint, map_location=map_location)
+        path = local = weights
+    if not exists(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    if is_training_checkpoint(checkpoint):
+        return Classifier.load_from_checkpoint(str(path), map_location=map_location)
+    # model.pt: network weights only
+    spec = run_checkpoint(local.parent) if local.parent.is_dir() else None
+    if spec is not None:
+        module = Classifier.load_from_checkpoint(str(spec), map_location=map_location)
+    elif model_cfg is not None:
+        from hydra.utils import instantiate
+
+        module = instantiate(model_cfg)
+    else:
+        raise CheckpointError(
+            f"{path} holds network weights only and no checkpoint beside it records the model: "
+            f"give the model config it was trained with"
+        )
+    load_weights_into(module, checkpoint, path)
+    return module

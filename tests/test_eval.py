@@ -1,0 +1,123 @@
+"""Evaluation and loading: eval.py, Classifier.load_from_checkpoint(path), api.load, predict_step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import one_error_line, read_metrics, run_cli
+from descentlab import api
+from descentlab.data import DigitsDataModule
+from descentlab.models.backbone import Backbone
+from descentlab.models.classifier import Classifier
+from descentlab.train import run
+
+QUICK = ["callbacks.progress_bar=null", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real run through train.py: three epochs of the default MLP on digits."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    run_cli([*QUICK, "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"])
+    return run_dir
+
+
+def digits_test_split():
+    data = DigitsDataModule(seed=12345)
+    data.setup("test")
+    return data.splits["test"]
+
+
+def test_load_from_checkpoint_needs_no_other_argument(trained):
+    path = trained / "checkpoints" / "best.ckpt"
+    module = Classifier.load_from_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert module.state_dict().keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(module.state_dict()[key], value), key
+    assert module.optimizer_factory is not None  # the run's optimizer, ready to train on
+    assert type(module.configure_optimizers()).__name__ == "Adam"
+
+
+def test_api_load_gives_the_kept_model_and_predict_reproduces_its_test_accuracy(trained):
+    module = api.load(trained)
+    kept = torch.load(trained / "model.pt", weights_only=True)
+    for key, value in kept.items():
+        assert torch.equal(module.net.state_dict()[key], value), key
+    x, y = digits_test_split()
+    probabilities = api.predict(module, x)
+    assert probabilities.shape == (len(y), 10)
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(len(y)), atol=1e-5)
+    accuracy = (probabilities.argmax(dim=1) == y).float().mean().item()
+    assert accuracy == pytest.approx(read_metrics(trained)["test/acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["model.pt", "checkpoints/best.ckpt", "."])
+def test_eval_py_tests_a_checkpoint_a_model_pt_or_a_run_dir(trained, tmp_path, source):
+    out = tmp_path / "eval"
+    run_cli(
+        [*QUICK, f"ckpt_path={trained / source}", f"hydra.run.dir={out}"], script_name="eval.py"
+    )
+    metrics, training = read_metrics(out), read_metrics(trained)
+    assert metrics["status"] == "completed" and metrics["ckpt_path"] == str(trained / source)
+    # early stopping kept the best epoch, which best.ckpt also holds: the same test numbers
+    for key in ("test/loss", "test/acc"):
+        assert metrics[key] == pytest.approx(training[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
+    out = tmp_path / "other"
+    run_cli([*QUICK, f"ckpt_path={trained}", "data.test_fraction=0.5", f"hydra.run.dir={out}"],
+            script_name="eval.py")  # fmt: skip
+    assert read_metrics(out)["test/acc"] != read_metrics(trained)["test/acc"]  # another test split
+    error = one_error_line(
+        run_cli(
+            [
+                *QUICK,
+                f"ckpt_path={trained}",
+                "data.classes=[0,1]",
+                f"hydra.run.dir={tmp_path / 'a'}",
+            ],
+            script_name="eval.py",
+            check=False,
+        )  # fmt: skip
+    )
+    assert "data=" in error and "10 classes" in error
+    error = one_error_line(
+        run_cli(
+            [*QUICK, f"ckpt_path={tmp_path / 'nothing.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}"],
+            script_name="eval.py",
+            check=False,
+        )  # fmt: skip
+    )
+    assert "ckpt_path=" in error and "run dir" in error
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_optable_model_loads_with_its_op_table_loss(make_cfg, tmp_path):
+    from descentlab.autograd.layers import op_cross_entropy
+
+    run(make_cfg(*QUICK, "model.net.ops=optable", "debug=limit", "trainer.max_epochs=1"))
+    module = api.load(tmp_path)
+    assert module.net.ops == "optable" and module.loss_fn is op_cross_entropy
+    x, _ = digits_test_split()
+    kept = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt").eval()
+    assert torch.equal(api.predict(module, x[:50]), api.predict(kept, x[:50]))
+
+
+@pytest.mark.slow
+def test_a_backbone_loads_without_its_initial_weights_file(make_cfg, tmp_path):
+    start = tmp_path / "start.pt"
+    torch.save(Backbone("mobilenet_v3_small", 10, (1, 8, 8)).state_dict(), start)
+    run(make_cfg(*QUICK, "model=backbone", "model.net.name=mobilenet_v3_small",
+                 f"model.net.checkpoint={start}", "debug=limit", "trainer.max_epochs=1",
+                 "data.batch_size=16", "test=false"))  # fmt: skip
+    start.unlink()  # a loaded model gets its weights from the checkpoint, not from here
+    module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    kept = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert isinstance(module.net, Backbone)
+    for key, value in kept.items():
+        assert torch.equal(module.net.state_dict()[key], value), key
