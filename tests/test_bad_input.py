@@ -65,6 +65,11 @@ BAD_VALUES = [
     # keys set through model.optimizer / model.init (references to the groups): Hydra's own
     # hint, "+model.optimizer.lr=...", fails too; the line names the key that works
     (["model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
+    (
+        ["regularizer=l1", "model.penalties.l1.strength=-1"],
+        ["model.penalties.l1.strength=-1", ">= 0"],
+    ),
+    (["+model.penalties.mine=3"], ["model.penalties.mine=3", "_target_"]),
     (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
     (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
 ]

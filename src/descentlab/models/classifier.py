@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import lightning as L
 import torch
@@ -10,36 +10,31 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from descentlab.models.metrics import EpochLossAccuracy
+from descentlab.models.penalties import L2Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
 
 
 def squared_weight_norm(module: nn.Module) -> Tensor:
-    """‖w‖² summed over weight matrices and kernels (``ndim >= 2``).
-
-    Biases and normalization scales/shifts (1-D) are left out: penalizing them does
-    not reduce the model's capacity to fit, it only shifts its outputs.
-    """
-    squares = [p.pow(2).sum() for p in module.parameters() if p.requires_grad and p.ndim >= 2]
-    if not squares:
-        return torch.zeros(())
-    return torch.stack(squares).sum()
+    """‖w‖² summed over weight matrices and kernels (``ndim >= 2``; biases left out)."""
+    return L2Penalty(1.0)(module)
 
 
 class Classifier(L.LightningModule):
-    """Trains ``net`` to minimize cross-entropy, plus ``λ‖w‖²`` when ``l2_penalty = λ > 0``.
+    """Trains ``net`` to minimize cross-entropy plus its penalty terms.
 
     The training objective is the lecture's regularized loss
 
-        L(w) = (1/|S|) Σ_{i∈S} ℓ(y_i, f_w(x_i)) + λ ‖w‖²
+        L(w) = (1/|S|) Σ_{i∈S} ℓ(y_i, f_w(x_i)) + Σ_k R_k(w)
 
-    where ℓ is cross-entropy on the logits ``f_w(x)`` and ‖w‖² runs over weights only
-    (:func:`squared_weight_norm`). The penalty's gradient is 2λw, on weights. That is not
-    what an optimizer's ``weight_decay`` means (torch's: g ← ∇L + λw on every parameter,
-    biases included): with plain SGD, ``l2_penalty=λ`` follows the same trajectory as
+    where ℓ is cross-entropy on the logits ``f_w(x)`` and each R_k is a term of
+    ``penalties`` (:mod:`descentlab.models.penalties`), e.g. the lecture's λ‖w‖² when
+    ``l2_penalty = λ > 0`` (weights only; gradient 2λw). That is not what an optimizer's
+    ``weight_decay`` means (torch's: g ← ∇L + λw on every parameter, biases included): with
+    plain SGD, ``l2_penalty=λ`` follows the same trajectory as
     ``torch.optim.SGD(weight_decay=2λ)`` applied to the weights only. ``train/loss`` logs
-    the data term and ``train/penalty`` the λ‖w‖² term, each averaged over the epoch.
+    the data term and ``train/penalty`` the sum of the terms, each averaged over the epoch.
 
     Args:
         net: the network; outputs logits.
@@ -48,6 +43,8 @@ class Classifier(L.LightningModule):
         init: an initializer applied to ``net`` here, so that the module is ready to
             train as soon as Hydra has built it (``None`` keeps PyTorch's own init).
         l2_penalty: λ of the penalty λ‖w‖² added to the loss (weights only).
+        penalties: more terms ``net -> Tensor`` added to the loss, by name
+            (``model.penalties.l1`` from ``regularizer=l1``).
         scheduler: optional factory ``optimizer -> LRScheduler`` stepped each epoch.
         backbone_lr_ratio: for a net with a ``backbone`` (transfer learning): the backbone's
             parameter group trains at this times the optimizer's learning rate, the new
@@ -72,12 +69,14 @@ class Classifier(L.LightningModule):
         backbone_lr_ratio: float = 1.0,
         probe_epochs: int = 0,
         bn_stats: str = "train",
+        penalties: Mapping[str, Callable[[nn.Module], Tensor]] | None = None,
     ):
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.l2_penalty = float(l2_penalty)
+        self.penalty_terms = self._penalty_terms(self.l2_penalty, penalties or {})
         if bn_stats not in ("train", "frozen"):
             from descentlab.errors import ConfigError
 
@@ -105,7 +104,7 @@ class Classifier(L.LightningModule):
         # nan_strategy="disable": no per-update NaN check (a host read per step)
         self.penalty = MeanMetric(nan_strategy="disable")
         self._last_val_loss: tuple[int, Tensor] | None = None
-        self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "init", "scheduler", "penalties"])
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs):
@@ -125,6 +124,22 @@ class Classifier(L.LightningModule):
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location or "cpu", weights_only=True, **kwargs
         )
+
+    @staticmethod
+    def _penalty_terms(l2_penalty: float, penalties: Mapping) -> dict[str, Callable]:
+        from descentlab.errors import ConfigError
+
+        terms = dict(penalties)
+        for name, term in terms.items():
+            if not callable(term):
+                raise ConfigError(
+                    f"model.penalties.{name}",
+                    term,
+                    "a penalty config with a _target_ (see regularizer=l1)",
+                )
+        if l2_penalty > 0:
+            terms["l2"] = L2Penalty(l2_penalty)
+        return terms
 
     @staticmethod
     def _make_loss(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
@@ -188,8 +203,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._step("train", batch)
-        if self.l2_penalty > 0:
-            penalty = self.l2_penalty * squared_weight_norm(self.net)
+        if self.penalty_terms:
+            penalty = sum(term(self.net) for term in self.penalty_terms.values())
             self.penalty.update(penalty.detach())
             loss = loss + penalty
         return loss
@@ -227,7 +242,7 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         values = self._log_epoch("train")
-        if self.l2_penalty > 0:
+        if self.penalty_terms:
             self.log("train/penalty", self.penalty.compute())
             self.penalty.reset()
         # val/loss − train/loss for the epoch just finished (validation runs inside it).
