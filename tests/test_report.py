@@ -103,3 +103,19 @@ def test_table_ranks_losses_ascending(tmp_path):
         (tmp_path / name / "metrics.json").write_text(json.dumps({"val/loss": loss}))
     table = markdown_table(load_runs([tmp_path]), "val/loss").splitlines()
     assert "0.2000" in table[2] and "0.5000" in table[3]
+
+
+@pytest.mark.slow
+def test_tensorboards_hparams_tab_holds_the_config_and_the_final_metrics(multirun):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for run in load_runs([multirun]):
+        events = EventAccumulator(str(run.path / "tensorboard")).Reload()
+        content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        assert start.hparams["optimizer/_target_"].string_value.startswith("descentlab.optim")
+        final = [e.value for e in events.Scalars("final/val/acc")]
+        assert final == pytest.approx([run.final["val/acc"]])
+        # the val/acc curve has one point per epoch: the final values did not add one
+        assert len(events.Scalars("val/acc")) == run.final["epochs"]

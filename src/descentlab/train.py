@@ -100,22 +100,37 @@ def print_table(
     console.print(f"metrics written to {where}")
 
 
-def finish_loggers(loggers: list[Any], summary: dict[str, Any] | None = None) -> None:
-    """Close W&B runs so that each run of a multirun is its own W&B run, flushed to disk.
+def finish_loggers(
+    loggers: list[Any], summary: dict[str, Any] | None = None, hparams: dict | None = None
+) -> None:
+    """Hand each logger the run's final metrics, and close W&B runs.
 
-    ``summary`` (the final ``metrics.json``) replaces W&B's run summary, which otherwise
-    holds the last value logged under each name: ``val/acc`` there is then the kept
-    model's, the value a W&B sweep with ``metric: val/acc`` optimizes.
+    - W&B: ``summary`` (the final ``metrics.json``) replaces the run summary, which otherwise
+      holds the last value logged under each name: ``val/acc`` there is then the kept
+      model's, the value a W&B sweep with ``metric: val/acc`` optimizes. Each run of a
+      multirun is closed, so that it is its own W&B run, flushed to disk.
+    - TensorBoard: the config (``hparams``) with the final ``train/``, ``val/``, ``test/``
+      metrics (as ``final/...``) fills the HParams tab.
     """
-    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+    final = {k: v for k, v in (summary or {}).items() if not k.endswith("_path") and v is not None}
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            if summary:
-                logger.experiment.summary.update(
-                    {k: v for k, v in summary.items() if not k.endswith("_path") and v is not None}
-                )
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            if wandb.run is None:  # never started (e.g. a failure before the first log)
+                continue
+            if final:
+                logger.experiment.summary.update(final)
             logger.experiment.finish()
+        elif isinstance(logger, TensorBoardLogger) and hparams is not None and final:
+            # under final/: Lightning logs these as scalars at step 0, which must not add a
+            # point to the val/loss (etc.) curves
+            numbers = {f"final/{k}": v for k, v in final.items()
+                       if k.startswith(("train/", "val/", "test/"))
+                       and isinstance(v, (int, float)) and not isinstance(v, bool)}  # fmt: skip
+            logger.log_hyperparams(hparams, metrics=numbers)
 
 
 def check_initial_weights(model, cfg: DictConfig) -> None:
@@ -288,10 +303,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         loggers = instantiate_group(cfg.get("logger"), extra_for=logger_extra)
     with building("trainer"):
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
     for logger in loggers:
-        logger.log_hyperparams(
-            {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
-        )
+        logger.log_hyperparams(hparams)
 
     def record(status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         metrics = {**epoch_metrics(trainer, history), **extra, "status": status}
@@ -319,7 +333,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             try:
                 failed = record(status, failure_reason(err))
-                finish_loggers(loggers, summary=failed)
+                finish_loggers(loggers, summary=failed, hparams=hparams)
                 write_metrics(output_dir / "metrics.json", failed)
             except OSError:  # e.g. the disk that made the run fail is still full
                 pass
@@ -352,7 +366,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics["ckpt_path"] = best_path or None
     metrics["model_path"] = str(model_path) if model_path.exists() else None
 
-    finish_loggers(loggers, summary={k: _scalar(v) for k, v in metrics.items()})
+    finish_loggers(loggers, summary={k: _scalar(v) for k, v in metrics.items()}, hparams=hparams)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         print_table(metrics, output_dir / "metrics.json")

@@ -34,11 +34,30 @@ class RestoreBestEarlyStopping(EarlyStopping):
         self.restored_best = False
         self.last_checked_epoch: int | None = None
 
-    def _run_early_stopping_check(self, trainer) -> None:
-        before = float(self.best_score)  # a host float: best_score moves to the metric's device
-        super()._run_early_stopping_check(trainer)
+    # Lightning runs its check from one of these two public hooks (which one depends on
+    # check_on_train_epoch_end); each is wrapped to see what the check did, through the
+    # callback's public state, so nothing private of Lightning's is overridden.
+    def on_validation_end(self, trainer, pl_module) -> None:
+        before = self._check_state()
+        super().on_validation_end(trainer, pl_module)
+        self._after_check(trainer, before)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        before = self._check_state()
+        super().on_train_epoch_end(trainer, pl_module)
+        self._after_check(trainer, before)
+
+    def _check_state(self) -> tuple[float, int, int]:
+        # a host float: best_score moves to the metric's device
+        return float(self.best_score), self.wait_count, self.stopped_epoch
+
+    def _after_check(self, trainer, before: tuple[float, int, int]) -> None:
+        """After a check (best score, wait count or stop changed): note it; keep the weights
+        of an improved epoch. A hook that ran no check changes none of the three."""
+        if self._check_state() == before:
+            return
         self.last_checked_epoch = trainer.current_epoch
-        if float(self.best_score) != before:  # improved this epoch
+        if float(self.best_score) != before[0]:  # improved this epoch
             self.best_epoch = trainer.current_epoch
             module = trainer.lightning_module
             self.best_weights = {
