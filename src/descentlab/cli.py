@@ -4,8 +4,10 @@ Hydra reports a bad override (an unknown option or key) in several lines plus it
 config search path. ``short_config_errors()`` wraps Hydra's reporting so that such
 errors print as ``descentlab: error: <one line>`` with exit code 1, while every other
 exception goes through Hydra's own report unchanged. ``HYDRA_FULL_ERROR=1`` restores
-Hydra's full output. It patches one private Hydra function (``run_and_report``); if
-that name ever moves, nothing is patched and Hydra's own messages appear.
+Hydra's full output. It patches one private Hydra function (``run_and_report``): Hydra
+has no public hook for how its errors are reported. This is the one documented private
+use of Hydra (``tests/test_private_apis.py`` pins it and fails when the name moves; at
+run time nothing is patched then and Hydra's own messages appear).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from descentlab.models.penalties import L2Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def squared_weight_norm(module: nn.Module) -> Tensor:
@@ -180,7 +181,7 @@ class Classifier(L.LightningModule):
         backbone = self.backbone
         if mode and backbone is not None and (self.bn_stats == "frozen" or self._probing()):
             for module in backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if isinstance(module, BATCH_NORMS):
                     module.eval()
         return self
 
