@@ -23,12 +23,33 @@ from omegaconf import DictConfig, open_dict
 from descentlab.config import CONFIG_DIR
 
 
+def find_config_dir(config_dir: str | Path | None = None) -> Path:
+    """The configs to compose: ``config_dir`` if given; else the nearest ``configs/`` (with a
+    ``train.yaml``) in the working directory or above it, as ``python train.py`` run there
+    would use (a notebook in ``notebooks/`` finds the checkout's); else the configs of the
+    checkout descentlab was installed from."""
+    if config_dir is not None:
+        path = Path(config_dir).resolve()
+        if not (path / "train.yaml").is_file():
+            from descentlab.errors import ConfigError
+
+            raise ConfigError("config_dir", str(config_dir), "a directory holding train.yaml")
+        return path
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "configs" / "train.yaml").is_file():
+            return folder / "configs"
+    return CONFIG_DIR
+
+
 def compose(
-    overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path = "logs/api"
+    overrides: list[str] | tuple[str, ...] = (),
+    output_dir: str | Path = "logs/api",
+    config_dir: str | Path | None = None,
 ) -> DictConfig:
-    """The config ``python train.py OVERRIDES hydra.run.dir=OUTPUT_DIR`` would run."""
+    """The config ``python train.py OVERRIDES hydra.run.dir=OUTPUT_DIR`` would run, from
+    :func:`find_config_dir`'s configs."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(str(find_config_dir(config_dir)), version_base="1.3"):
         cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve
     with open_dict(cfg):
@@ -41,15 +62,19 @@ def train(
     overrides: list[str] | tuple[str, ...] = (),
     output_dir: str | Path = "logs/api",
     quiet: bool = False,
+    config_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one training as ``train.py`` would; return its final metrics and run dir.
+
+    The configs are those of the working directory's checkout (or ``config_dir``), see
+    :func:`find_config_dir`: ``train(["+experiment=my_idea"])`` finds the user's own experiment.
 
     ``quiet=True`` keeps the run's printed output (the final table, Lightning's info
     lines) out of the caller's output, e.g. a notebook's cells; warnings still show.
     """
     from descentlab.train import run
 
-    cfg = compose(overrides, output_dir)
+    cfg = compose(overrides, output_dir, config_dir)
     if not quiet:
         return run(cfg), Path(cfg.paths.output_dir)
     import lightning.pytorch  # noqa: F401 - sets its loggers' levels on import, before ours
