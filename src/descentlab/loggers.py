@@ -17,6 +17,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from descentlab.atomic import write_atomically
+
 WANDB_ID_FILE = "descentlab-wandb-id"
 
 
@@ -43,12 +45,14 @@ class _AppendingWriter(ExperimentWriter):
             rows = [
                 r for r in reader if r.get("step") and int(float(r["step"])) < self.keep_below_step
             ]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(path, write)
         self.metrics_keys = sorted(keys)
 
 

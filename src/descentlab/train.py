@@ -11,7 +11,6 @@ weights, the last epoch's values under ``last/``, and ``status``: ``completed``,
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -62,24 +61,11 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps({k: _scalar(v) for k, v in metrics.items()}, indent=2, sort_keys=True) + "\n"
-    )
-    os.replace(tmp, path)
+    from descentlab.atomic import write_json
+
+    write_json(path, {k: _scalar(v) for k, v in metrics.items()})
 
 
 def print_table(
@@ -257,6 +243,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from descentlab import resume, run_dir
+    from descentlab.atomic import save_torch
     from descentlab.callbacks import GracefulStop, MetricsHistory, RunInterrupted, StopRequest
     from descentlab.checkpoints import load_checkpoint
     from descentlab.console import tidy_console
@@ -350,7 +337,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model.load_state_dict(load_checkpoint(best_path)["state_dict"])
     model_path = output_dir / "model.pt"
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        save_atomically(model.net.state_dict(), model_path)  # the final (best) network
+        save_torch(model.net.state_dict(), model_path)  # the final (best) network
     if cfg.get("test", True):
         try:
             results = trainer.test(model, datamodule=datamodule, verbose=False)
