@@ -54,9 +54,9 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
 def _data_and_network(data: str, data_dir: str, device: str, hidden: list[int]):
     """The tensors and the MLP both baselines train: what train.py trains, without it."""
     import torch
-    from torch import nn
 
     from descentlab.data import DigitsDataModule, MNISTDataModule
+    from descentlab.models.mlp import MLP
 
     # Importing Lightning (for our data module) sets this; a hand-written loop never
     # imports Lightning, so it never pays for the NVML probe (see descentlab.runtime).
@@ -66,13 +66,9 @@ def _data_and_network(data: str, data_dir: str, device: str, hidden: list[int]):
     dm = DigitsDataModule() if data == "digits" else MNISTDataModule(data_dir=data_dir)
     dm.setup()
     train, val = (tuple(t.to(device) for t in dm.splits[s]) for s in ("train", "val"))
-    dims = [train[0][0].numel(), *hidden, 10]
-    layers: list[nn.Module] = [nn.Flatten()]
-    for i in range(len(dims) - 1):
-        layers.append(nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2:
-            layers.append(nn.ReLU())
-    return train, val, nn.Sequential(*layers).to(device)
+    # the network train.py builds (model.net), as a researcher would write it: an nn.Sequential
+    model = MLP(tuple(train[0].shape[1:]), 10, hidden_dims=hidden, activation="relu")
+    return train, val, model.to(device)
 
 
 def raw_loop(
@@ -173,20 +169,37 @@ def _train_cmd(
             f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}"]  # fmt: skip
 
 
-def raw_cmd(
-    data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
-) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--raw-loop", data, data_dir, str(epochs), str(batch_size), device,
-            ",".join(map(str, hidden))]  # fmt: skip
+def baseline_cmd(loop: str):
+    """The command that runs one baseline loop (``raw`` or ``bare``) in a fresh process."""
+
+    def command(data: str, data_dir: str, epochs: int, batch_size: int, device: str,
+                hidden: list[int]) -> list[str]:  # fmt: skip
+        return [sys.executable, str(Path(__file__).resolve()), "baseline", "--loop", loop,
+                "--data", data, "--data-dir", data_dir, "--epochs", str(epochs),
+                "--batch-size", str(batch_size), "--device", device,
+                "--hidden", ",".join(map(str, hidden))]  # fmt: skip
+
+    return command
 
 
-def bare_cmd(
-    data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
-) -> list[str]:
-    return [
-        "--bare-lightning" if a == "--raw-loop" else a
-        for a in raw_cmd(data, data_dir, epochs, batch_size, device, hidden)
-    ]
+raw_cmd, bare_cmd = baseline_cmd("raw"), baseline_cmd("bare")
+
+
+def run_baseline(argv: list[str]) -> int:
+    """``bench.py baseline --loop raw|bare ...``: one timed side of :func:`epoch_overhead`."""
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py baseline")
+    parser.add_argument("--loop", choices=["raw", "bare"], required=True)
+    parser.add_argument("--data", choices=["mnist", "digits"], required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], required=True)
+    parser.add_argument("--hidden", required=True, help="e.g. 256,128")
+    args = parser.parse_args(argv)
+    loop = raw_loop if args.loop == "raw" else bare_lightning
+    loop(args.data, args.data_dir, args.epochs, args.batch_size, args.device,
+         [int(h) for h in args.hidden.split(",")])  # fmt: skip
+    return 0
 
 
 def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int], batch_size: int, device: str,
@@ -231,7 +244,10 @@ def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int],
 
 # ----------------------------------------------------------------------- op table
 def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int) -> dict:
+    """Seconds per training step (forward, loss, backward, SGD step) of the same MLP built
+    from native torch ops and from the op table, with ``torch.utils.benchmark.Timer``."""
     import torch
+    from torch.utils import benchmark
 
     from descentlab.autograd.layers import op_cross_entropy
     from descentlab.models.mlp import MLP
@@ -246,24 +262,18 @@ def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int
     y = torch.randint(0, dims[-1], (batch,), device=device)
     losses = {"native": torch.nn.functional.cross_entropy, "optable": op_cross_entropy}
 
-    def run(kind: str, n: int) -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            loss = losses[kind](nets[kind](x), y)
-            opts[kind].zero_grad(set_to_none=True)
-            loss.backward()
-            opts[kind].step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / n
+    def step(kind: str) -> None:
+        loss = losses[kind](nets[kind](x), y)
+        opts[kind].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[kind].step()
 
-    for kind in results:
-        run(kind, max(2, steps // 5))  # warm-up
+    # torch's Timer synchronizes CUDA around each measurement and warms up first
+    timers = {kind: benchmark.Timer("step(kind)", globals={"step": step, "kind": kind})
+              for kind in results}  # fmt: skip
     for _ in range(repeats):
-        for kind in results:
-            results[kind].append(run(kind, steps))
+        for kind, timer in timers.items():  # alternate, so that drifts hit both
+            results[kind].append(timer.timeit(steps).mean)
     ratio = statistics.median(results["optable"]) / statistics.median(results["native"])
     return {
         "dims": dims,
@@ -361,7 +371,11 @@ def gpu_speedup(
     gpu = in_process_epoch(
         [*common, "trainer=gpu", "float32_matmul_precision=high"], epochs, repeats
     )
-    n = 55_000
+    from descentlab.data import MNISTDataModule
+
+    data = MNISTDataModule(data_dir=data_dir)
+    data.setup()
+    n = len(data.splits["train"][1])  # training samples per epoch
     return {
         "hidden": hidden,
         "batch": batch,
@@ -403,13 +417,8 @@ def machine(device: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("--raw-loop", "--bare-lightning"):
-        data, data_dir, epochs, batch, device, hidden = argv[1:7]
-        baseline = raw_loop if argv[0] == "--raw-loop" else bare_lightning
-        baseline(
-            data, data_dir, int(epochs), int(batch), device, [int(h) for h in hidden.split(",")]
-        )
-        return 0
+    if argv and argv[0] == "baseline":
+        return run_baseline(argv[1:])
     parser = argparse.ArgumentParser(prog="python benchmarks/bench.py")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3)
