@@ -63,6 +63,18 @@ def test_verify_ops_stops_the_run_when_a_derivative_is_wrong(make_cfg, monkeypat
         run(cfg)
 
 
+def test_each_verification_reaches_the_logger_once(tmp_path):
+    import csv
+
+    run_cli(["model.net.ops=optable", "callbacks=[default,verify_ops]", "callbacks.verify_ops.every_n_steps=5",
+             "trainer.log_every_n_steps=5", "trainer.max_epochs=1", "callbacks.progress_bar=null", "test=false",
+             f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
+        steps = [row["step"] for row in csv.DictReader(f) if row.get("verify/max_abs_err")]
+    # digits: 19 steps per epoch, checked at steps 0, 5, 10, 15
+    assert sorted(steps, key=int) == ["0", "5", "10", "15"]
+
+
 # ------------------------------------------------------------------ multi-process
 DDP_COMMON = [
     "model.net.ops=optable", "optimizer=torch_sgd", "optimizer.lr=0.2", "data.shuffle=false",

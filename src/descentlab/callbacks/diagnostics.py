@@ -65,7 +65,6 @@ class Diagnostics(L.Callback):
         self.every_n_steps = every_n_steps
         self._hooks: list = []
         self._variances: dict[int, Tensor] = {}
-        self.last: dict[str, float] = {}
 
     def _due(self, trainer) -> bool:
         return trainer.global_step % self.every_n_steps == 0
@@ -89,7 +88,6 @@ class Diagnostics(L.Callback):
             if layer.weight.grad is not None:
                 metrics[f"diag/grad_norm/layer_{index}"] = float(layer.weight.grad.norm())
         self._variances.clear()
-        self.last = metrics
         log_now(trainer, metrics)
 
     def on_fit_end(self, trainer, pl_module) -> None:
