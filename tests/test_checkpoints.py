@@ -84,4 +84,6 @@ def test_a_run_resumes_from_an_fsspec_url(make_cfg, tmp_path):
     resumed = run(make_cfg(*where, "logger=none", "trainer.max_epochs=2", f"ckpt_path={url}/last.ckpt",
                            subdir="second"))  # fmt: skip
     assert resumed["epochs"] == 2 and resumed["global_step"] == 2 * 19  # epoch 0 not trained again
+    memory = fsspec.filesystem("memory")
+    assert memory.isfile(f"/{tmp_path.name}-resume/checkpoints/last.ckpt")  # not a local dir
     assert load_checkpoint(f"{url}/last.ckpt")["global_step"] == 2 * 19
