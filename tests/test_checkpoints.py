@@ -84,4 +84,23 @@ def test_a_run_resumes_from_an_fsspec_url(make_cfg, tmp_path):
     resumed = run(make_cfg(*where, "logger=none", "trainer.max_epochs=2", f"ckpt_path={url}/last.ckpt",
                            subdir="second"))  # fmt: skip
     assert resumed["epochs"] == 2 and resumed["global_step"] == 2 * 19  # epoch 0 not trained again
+    memory = fsspec.filesystem("memory")
+    assert memory.isfile(f"/{tmp_path.name}-resume/checkpoints/last.ckpt")  # not a local dir
     assert load_checkpoint(f"{url}/last.ckpt")["global_step"] == 2 * 19
+
+
+def test_a_resumed_run_restores_the_best_weights_from_best_ckpt(make_cfg, tmp_path):
+    # From epoch 2 on the learning rate is negative: gradient ascent, every epoch worse than
+    # epoch 1, whose weights are kept. The resumed process never saw epoch 1 in memory.
+    ascent = ["optimizer=torch_sgd", "optimizer.lr=0.1", "logger=none",
+              "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
+              "milestones:[2],gamma:-1.0}"]  # fmt: skip
+    run(make_cfg(*ascent, "trainer.max_epochs=3"))
+    metrics = run(make_cfg(*ascent, "trainer.max_epochs=4", "ckpt_path=last"))
+    assert metrics["best_epoch"] == 1 and metrics["epochs"] == 4
+    assert metrics["val/loss"] < metrics["last/val/loss"]
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == 1
+    kept = torch.load(tmp_path / "model.pt", weights_only=True)
+    for key, value in kept.items():
+        assert torch.equal(best["state_dict"][f"net.{key}"], value), key

@@ -151,3 +151,22 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, module):
         dm.setup()
     message = str(err.value)
     assert "data.download=true" in message and "data=digits" in message and "\n" not in message
+
+
+def test_a_rank_holds_only_its_rows_of_an_unshuffled_split():
+    from descentlab.data.tensor_data import TensorBatches
+
+    data = DigitsDataModule(seed=0)
+    data.setup()
+    for split, shuffle in (("val", False), ("test", False), ("train", False)):
+        x, y = data.splits[split]
+        for rank in (0, 1):
+            held = data._batches(split, 64, shuffle, rank_world=(rank, 2))
+            assert len(held.x) == len(x) // 2  # half of the rows on this rank's device
+            whole = TensorBatches(x, y, 64, rank=rank, world_size=2)  # the same batches
+            for (xa, ya), (xb, yb) in zip(held, whole, strict=True):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # a shuffled split visits other rows each epoch: every rank holds all of them
+    assert len(data._batches("train", 64, True, rank_world=(1, 2)).x) == len(
+        data.splits["train"][0]
+    )

@@ -48,7 +48,9 @@ def test_a_requeued_slurm_job_resumes_from_its_own_last_checkpoint(tmp_path):
     assert proc.returncode == 1 and "already holds a run" in proc.stderr
 
 
-@pytest.mark.filterwarnings("ignore:.*validated against ConfigStore schema")  # see config.py
+@pytest.mark.filterwarnings(
+    r"ignore:\s*'hydra/launcher/submitit_(local|slurm)' is validated"
+)  # config.py
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "submitit_local"])
 def test_the_launcher_configs_build_submitits_launchers(launcher):
     from hydra import compose, initialize_config_dir

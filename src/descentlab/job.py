@@ -10,6 +10,8 @@ name in configs/hydra/default.yaml) gives every rank of one job the same name:
   matches (an unrelated later run does not).
 - torchrun (one node or many): rank 0 publishes its name in the store torchrun's agent
   already serves to every worker (``MASTER_ADDR:MASTER_PORT``); the others wait for it.
+  Where that store is not shared with the workers, the name is built from the
+  rendezvous id (``TORCHELASTIC_RUN_ID``; give ``--rdzv-id`` to multi-node runs).
 - SLURM (``srun``, or Hydra's submitit launcher): every task of a job step has the same
   ``SLURM_JOB_ID`` and ``SLURM_STEP_ID``; the name is built from them (a requeued job
   keeps its run dir, see :func:`descentlab.resume.requeued`).
@@ -52,8 +54,15 @@ def _from_parent() -> str | None:
     return name if name and launched and pid == str(os.getppid()) else None
 
 
-def _under_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ and "MASTER_ADDR" in os.environ
+def _torchrun_store() -> bool:
+    """Under torchrun, with its agent's store open to the workers (torchrun's default)."""
+    return os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and "MASTER_ADDR" in os.environ
+
+
+def _torchrun_id() -> str | None:
+    """torchrun's rendezvous id (``--rdzv-id``, a fresh one with ``--standalone``), if set."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    return f"torchrun-{run_id}" if run_id not in ("", "none") else None
 
 
 def _shared_through_torchrun(name: str) -> str:
@@ -83,10 +92,10 @@ def run_name() -> str:
     if _chosen is None:
         _chosen = _from_parent()
     if _chosen is None:
-        if _under_torchrun():
+        if _torchrun_store():
             _chosen = _shared_through_torchrun(_timestamp())
         else:
-            _chosen = _slurm_job() or _timestamp()
+            _chosen = _torchrun_id() or _slurm_job() or _timestamp()
         os.environ[ENV_KEY] = f"{_chosen}@{os.getpid()}"  # for Lightning's children
     return _chosen
 

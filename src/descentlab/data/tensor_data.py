@@ -198,14 +198,31 @@ class TensorDataModule(L.LightningDataModule):
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _batches(self, split: str, batch_size: int | str, shuffle: bool) -> TensorBatches:
+    def _batches(
+        self,
+        split: str,
+        batch_size: int | str,
+        shuffle: bool,
+        rank_world: tuple[int, int] | None = None,
+    ) -> TensorBatches:
+        """The split's batches for this rank (``rank_world``: the trainer's rank and world size).
+
+        Without shuffling a rank visits the same rows every epoch, ``[rank::world_size]``,
+        so only those go to its device (val and test always; train with ``data.shuffle=false``).
+        A shuffled split is held whole: each epoch's permutation gives the rank other rows.
+        """
         if not self.splits:
             self.setup()
-        device = self._device()
-        x, y = (t.to(device, non_blocking=True) for t in self.splits[split])
-        rank, world = self._rank_world()
+        rank, world = rank_world or self._rank_world()
+        x, y = self.splits[split]
         if batch_size == "full":
             batch_size = max(1, len(x) // world)
+        if not shuffle and world > 1:
+            usable = len(x) - len(x) % world  # as TensorBatches.indices
+            x, y = x[rank:usable:world], y[rank:usable:world]
+            rank, world = 0, 1
+        device = self._device()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         return TensorBatches(
             x, y, int(batch_size), shuffle=shuffle, seed=self.seed,
             rank=rank, world_size=world, epoch_fn=self._current_epoch,

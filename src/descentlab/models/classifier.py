@@ -116,12 +116,10 @@ class Classifier(L.LightningModule):
         from descentlab.checkpoints import load_checkpoint
         from descentlab.loading import build_net, build_optimizer, model_config
 
-        if "net" not in kwargs or "optimizer" not in kwargs:
+        if "net" not in kwargs:
             config = model_config(load_checkpoint(checkpoint_path), checkpoint_path)
-            if "net" not in kwargs:
-                kwargs["net"] = build_net(config["net"])
-            if "optimizer" not in kwargs:
-                kwargs["optimizer"] = build_optimizer(config.get("optimizer"))
+            kwargs["net"] = build_net(config["net"])
+            kwargs.setdefault("optimizer", build_optimizer(config.get("optimizer")))
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location or "cpu", weights_only=True, **kwargs
         )
