@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev train test bench notebooks clean
+.PHONY: install install-dev train test bench bench-folder notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(DEVSTAMP)
 
 bench: $(STAMP)
 	$(PY) -m descentlab.bench $(ARGS)
+
+# data=image_folder: train.py vs a hand-written loop over the same DataLoader (images/s)
+bench-folder: $(STAMP)
+	$(PY) -m descentlab.bench_folder $(ARGS)
 
 # Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
 notebooks: $(DEVSTAMP)
