@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 NBSTAMP  := $(VENV)/.installed-notebooks
 
-.PHONY: install install-dev train test bench notebooks lab clean
+.PHONY: install install-dev train test bench bench-folder notebooks lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(DEVSTAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
+
+# data=image_folder: train.py vs a hand-written loop over the same DataLoader (images/s)
+bench-folder: $(STAMP)
+	$(PY) -m descentlab.bench_folder $(ARGS)
 
 # Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
 notebooks: $(NBSTAMP)

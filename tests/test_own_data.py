@@ -56,6 +56,7 @@ def test_arrays_pt_gives_the_same_seeded_splits_as_npz(tmp_path):
         assert a.splits[split][0].shape[1:] == (2, 2, 2) and a.splits[split][1].dtype == torch.long
 
 
+@pytest.mark.slow  # several CLI runs
 def test_bad_array_files_are_one_line_naming_the_file(tmp_path):
     x, y = blobs(n=20)
     np.savez(tmp_path / "no_y.npz", x=x, labels=y)
@@ -183,6 +184,7 @@ def bad_trees(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
+@pytest.mark.slow  # several CLI runs
 def test_bad_folders_are_one_line_naming_the_path(tmp_path):
     for words, (root, named) in bad_trees(tmp_path).items():
         proc = run_cli([*SMALL, f"data.root={root}", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],

@@ -31,14 +31,17 @@ QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false"]  # fmt: skip
 
 
-def write_folder(root: Path, copies: int = 1) -> tuple[Path, int]:
-    """The digits as ``root/<digit>/<n>.png`` and ``.jpg`` (2 × 1,797 × copies files, 32 px)."""
+def write_folder(root: Path, copies: int = 1, per_class: int | None = None) -> tuple[Path, int]:
+    """The digits as ``root/<digit>/<n>.png`` and ``.jpg`` (2 × 1,797 × copies files, 32 px;
+    ``per_class``: at most that many of each digit per copy and format)."""
     from descentlab.data.files import write_image_folder
 
     if not (root / "done").exists():
         for copy in range(copies):
             for suffix in (".png", ".jpg"):
-                write_image_folder(root / f"c{copy}{suffix[1:]}", size=32, suffix=suffix, seed=copy)
+                write_image_folder(
+                    root / f"c{copy}{suffix[1:]}", per_class, size=32, suffix=suffix, seed=copy
+                )
         # one ImageFolder: merge the copies' class folders by moving their files
         for part in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("c")):
             for cls in part.iterdir():
@@ -110,9 +113,10 @@ def timed(cmd: list[str]) -> float:
 
 
 def image_folder_overhead(work_dir: Path, epochs: tuple[int, int] = (1, 3), batch_size: int = 64,
-                          workers: int | None = None, repeats: int = 3, copies: int = 1) -> dict:  # fmt: skip
+                          workers: int | None = None, repeats: int = 3, copies: int = 1,
+                          per_class: int | None = None) -> dict:  # fmt: skip
     """Seconds per epoch and training images per second of both sides, and their ratio."""
-    folder, n_files = write_folder(Path(work_dir), copies)
+    folder, n_files = write_folder(Path(work_dir), copies, per_class)
     workers = workers if workers is not None else max(1, min(8, os.cpu_count() or 1))
     dm = datamodule(str(folder), batch_size, workers)
     dm.setup()
@@ -157,12 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m descentlab.bench_folder")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="one repeat of 1 vs 2 epochs")
+    parser.add_argument(
+        "--tiny", action="store_true", help="400 files, one repeat of 1 vs 2 epochs"
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "bench_folder")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.tiny:
-        result = image_folder_overhead(args.work_dir, epochs=(1, 2), repeats=1)
+        result = image_folder_overhead(args.work_dir, epochs=(1, 2), repeats=1, per_class=20)
     else:
         result = image_folder_overhead(args.work_dir, repeats=args.repeats)
     print(format_row(result))
