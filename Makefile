@@ -39,7 +39,7 @@ bench: $(STAMP)
 
 # data=image_folder: train.py vs a hand-written loop over the same DataLoader (images/s)
 bench-folder: $(STAMP)
-	$(PY) -m descentlab.bench_folder $(ARGS)
+	$(PY) benchmarks/bench_folder.py $(ARGS)
 
 # Re-execute every notebook in full mode and save it with its outputs (a few minutes each).
 notebooks: $(NBSTAMP)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, one_error_line, run_cli
-from descentlab.data.files import MNIST_FILES, write_idx, write_mnist_like
+from fake_files import MNIST_FILES, write_idx, write_mnist_like
 
 # (overrides, words the one-line message must contain)
 BAD_VALUES = [

@@ -15,6 +15,7 @@ ITEMS = (
     "optable_digits",
     "startup",
     "scaling",
+    "image_folder",
 )
 
 
@@ -47,3 +48,11 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
         assert results[item]["seconds_per_step"]["native"]["median"] > 0
         assert results[item]["ratio"] > 0
     assert set(results["scaling"]["seconds_per_epoch_by_data"]) == {"x1", "x2", "x4"}
+    folder = results["image_folder"]  # data=image_folder: train.py vs the same DataLoader by hand
+    assert folder["files"] == 2 * 10 * 20  # 20 of each digit, once as PNG and once as JPEG
+    for side in ("descentlab", "hand_loop"):
+        assert folder["images_per_second"][side] > 0
+    assert folder["ratio"] == pytest.approx(
+        folder["seconds_per_epoch"]["descentlab"]["median"]
+        / folder["seconds_per_epoch"]["hand_loop"]["median"]
+    )

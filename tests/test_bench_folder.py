@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 @pytest.mark.slow
 def test_image_folder_bench_runs_and_reports_images_per_second(tmp_path):
     out = tmp_path / "folder.json"
     proc = run_cli(["--tiny", "--work-dir", str(tmp_path / "files"), "--out", str(out)],
-                   module="descentlab.bench_folder", timeout=900)  # fmt: skip
+                   script=ROOT / "benchmarks" / "bench_folder.py", timeout=900)  # fmt: skip
     assert "img/s" in proc.stdout and "ratio" in proc.stdout
     result = json.loads(out.read_text())
     assert result["files"] == 2 * 10 * 20  # 20 of each digit, once as PNG and once as JPEG

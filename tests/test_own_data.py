@@ -16,7 +16,7 @@ from torchvision import models
 
 from conftest import one_error_line, read_metrics, run_cli
 from descentlab.data import ArraysDataModule, ImageFolderDataModule
-from descentlab.data.files import write_image_folder
+from fake_files import write_image_folder
 
 QUICK = ["logger=none", "callbacks.progress_bar=null"]
 # small images and an MLP: seconds per run on 2 cores; hflip off (a flipped digit is no digit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,19 @@ def _fail(err: DescentlabError, created_dir: Path | None = None) -> None:
     if created_dir is not None:
         run_dir.remove_if_empty(created_dir)
     sys.exit(1)
+
+
+def _claim(path: Path, holds: Callable[[Path], bool], refusal: str, cleanup: bool) -> None:
+    """Lock ``path`` for this process (rank 0 only); refuse it in one line, exit 1, when
+    ``holds(path)`` (``refusal`` names the dir as ``{path}``)."""
+    if not run_dir.is_rank_zero():
+        return
+    try:
+        run_dir.lock(path)
+        if holds(path):
+            raise run_dir.RunDirError(refusal.format(path=path.resolve()))
+    except DescentlabError as err:
+        _fail(err, path if cleanup else None)
 
 
 class RunDirGuard(Callback):
@@ -93,18 +107,9 @@ class RunDirGuard(Callback):
         resume.precheck(checkpoint, cfg)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not run_dir.is_rank_zero():
-            return
-        path = Path(str(config.hydra.sweep.dir))
-        try:
-            run_dir.lock(path)
-            if run_dir.holds_a_sweep(path):
-                raise run_dir.RunDirError(
-                    f"sweep dir {path.resolve()} already holds a multirun: its jobs would be "
-                    f"overwritten; choose another hydra.sweep.dir"
-                )
-        except DescentlabError as err:
-            _fail(err)
+        _claim(Path(str(config.hydra.sweep.dir)), run_dir.holds_a_sweep,
+               "sweep dir {path} already holds a multirun: its jobs would be overwritten; "
+               "choose another hydra.sweep.dir", cleanup=False)  # fmt: skip
 
 
 class EvalRunDirGuard(RunDirGuard):
@@ -115,17 +120,8 @@ class EvalRunDirGuard(RunDirGuard):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not run_dir.is_rank_zero():
-            return
-        path = Path(str(config.hydra.run.dir))
-        try:
-            run_dir.lock(path)
-            if run_dir.holds_a_run(path):
-                raise run_dir.RunDirError(
-                    f"run dir {path.resolve()} already holds results: choose another hydra.run.dir"
-                )
-        except DescentlabError as err:
-            _fail(err, path)
+        _claim(Path(str(config.hydra.run.dir)), run_dir.holds_a_run,
+               "run dir {path} already holds results: choose another hydra.run.dir", cleanup=True)  # fmt: skip
 
 
 class SweepSummary(Callback):

@@ -26,10 +26,12 @@ class TorchvisionDataModule(TensorDataModule):
     dataset_name: str = ""
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    image_shape: tuple[int, ...] = ()  # (C, H, W): ``dims`` unless given
 
     def __init__(
         self, data_dir: str = "data", download: bool = False, val_size: int = 5000, **kwargs
     ):
+        kwargs.setdefault("dims", self.image_shape)
         super().__init__(**kwargs)
         self.data_dir = str(data_dir)
         self.download = download
@@ -95,10 +97,7 @@ class MNISTDataModule(TorchvisionDataModule):
 
     dataset_name = "MNIST"
     mean, std = (0.1307,), (0.3081,)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dims", (1, 28, 28))
-        super().__init__(**kwargs)
+    image_shape = (1, 28, 28)
 
 
 class FashionMNISTDataModule(TorchvisionDataModule):
@@ -106,10 +105,7 @@ class FashionMNISTDataModule(TorchvisionDataModule):
 
     dataset_name = "FashionMNIST"
     mean, std = (0.2860,), (0.3530,)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dims", (1, 28, 28))
-        super().__init__(**kwargs)
+    image_shape = (1, 28, 28)
 
 
 class CIFAR10DataModule(TorchvisionDataModule):
@@ -117,7 +113,4 @@ class CIFAR10DataModule(TorchvisionDataModule):
 
     dataset_name = "CIFAR10"
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dims", (3, 32, 32))
-        super().__init__(**kwargs)
+    image_shape = (3, 32, 32)

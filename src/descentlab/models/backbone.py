@@ -106,14 +106,10 @@ class Backbone(nn.Module):
             self.backbone.requires_grad_(False)
 
     def load_backbone(self, path: str) -> None:
-        if not Path(path).is_file():
-            raise CheckpointError(f"model.net.checkpoint={path!r} does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-            raise CheckpointError(
-                f"model.net.checkpoint={path!r} cannot be loaded safely: {str(err).splitlines()[0]}"
-            ) from None
+        from descentlab.checkpoints import load_checkpoint
+
+        # one-line CheckpointError for a missing, corrupt or unsafe file (weights_only=True)
+        state = load_checkpoint(path)
         state = state.get("state_dict", state)
         backbone = {k.split("backbone.", 1)[1]: v for k, v in state.items() if "backbone." in k}
         if not backbone:

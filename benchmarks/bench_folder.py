@@ -7,8 +7,9 @@ with Adam, with a validation pass per epoch. Per-epoch seconds are slopes betwee
 of two lengths in fresh processes (start-up cancels), sides alternating in each repeat.
 The figure is images per second of training data and the ratio train.py / hand loop.
 
-    python -m descentlab.bench_folder                  # ~3,600 files, a few minutes on 2 cores
-    python -m descentlab.bench_folder --tiny           # seconds: keeps it working (tests)
+    python benchmarks/bench_folder.py            # ~3,600 files, a few minutes on 2 cores
+    python benchmarks/bench_folder.py --tiny     # seconds: keeps it working (tests)
+    python benchmarks/bench.py --items image_folder   # the same, as an item of `make bench`
 
 Self-contained on purpose (one function, :func:`image_folder_overhead`, returns the
 figures as a dict), so that ``make bench`` can call it wherever the benchmark lives.
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false"]  # fmt: skip
 
@@ -34,7 +35,8 @@ QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
 def write_folder(root: Path, copies: int = 1, per_class: int | None = None) -> tuple[Path, int]:
     """The digits as ``root/<digit>/<n>.png`` and ``.jpg`` (2 × 1,797 × copies files, 32 px;
     ``per_class``: at most that many of each digit per copy and format)."""
-    from descentlab.data.files import write_image_folder
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' writers of fake files
+    from fake_files import write_image_folder
 
     if not (root / "done").exists():
         for copy in range(copies):
@@ -101,8 +103,8 @@ def framework_cmd(folder: str, epochs: int, batch_size: int, workers: int) -> li
 
 
 def hand_cmd(folder: str, epochs: int, batch_size: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "descentlab.bench_folder", "--hand-loop", folder, str(epochs),
-            str(batch_size), str(workers)]  # fmt: skip
+    return [sys.executable, str(Path(__file__).resolve()), "hand-loop", "--folder", folder,
+            "--epochs", str(epochs), "--batch-size", str(batch_size), "--workers", str(workers)]  # fmt: skip
 
 
 def timed(cmd: list[str]) -> float:
@@ -155,11 +157,15 @@ def format_row(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--hand-loop":
-        folder, epochs, batch_size, workers = argv[1], *map(int, argv[2:5])
-        hand_loop(folder, epochs, batch_size, workers)
+    if argv and argv[0] == "hand-loop":  # one timed side, in a fresh process
+        loop = argparse.ArgumentParser(prog="python benchmarks/bench_folder.py hand-loop")
+        for name in ("--epochs", "--batch-size", "--workers"):
+            loop.add_argument(name, type=int, required=True)
+        loop.add_argument("--folder", required=True)
+        args = loop.parse_args(argv[1:])
+        hand_loop(args.folder, args.epochs, args.batch_size, args.workers)
         return 0
-    parser = argparse.ArgumentParser(prog="python -m descentlab.bench_folder")
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench_folder.py")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--tiny", action="store_true", help="400 files, one repeat of 1 vs 2 epochs"
