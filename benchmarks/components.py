@@ -67,6 +67,10 @@ def epoch_slopes(data: list[str], epochs: tuple[int, int], repeats: int) -> dict
     configs = configurations()
     slopes: dict[str, list[float]] = {name: [] for name in configs}
     e1, e2 = epochs
+    # warm-up: the first run in a process pays the imports, which would distort its slope
+    with contextlib.redirect_stdout(io.StringIO()):
+        train([*data, *configs["defaults"], "trainer.max_epochs=1"],
+              tempfile.mkdtemp(prefix="bench-components-"))  # fmt: skip
     for _ in range(repeats):
         for name, overrides in configs.items():
             seconds = {}
