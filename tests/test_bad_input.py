@@ -70,6 +70,8 @@ BAD_VALUES = [
         ["model.penalties.l1.strength=-1", ">= 0"],
     ),
     (["+model.penalties.mine=3"], ["model.penalties.mine=3", "_target_"]),
+    (["model.penalties=5"], ["model.penalties=5", "mapping"]),
+    (["callbacks.progress_bar.refresh_per_second=abc"], ["refresh_per_second='abc'", "> 0"]),
     (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
     (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
 ]

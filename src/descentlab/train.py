@@ -210,6 +210,8 @@ def building(group: str):
         raise
     except Exception as err:  # noqa: BLE001 - whatever the class raised, the config is the cause
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        if isinstance(cause, DescentlabError):  # a class's own one-line error names the key
+            raise cause from None
         from descentlab.cli import one_line
 
         where = re.search(r"full_key: (\S+)", str(err))

@@ -22,8 +22,12 @@ class ProgressBar(RichProgressBar):
     """
 
     def __init__(self, refresh_per_second: float = 4.0, **kwargs):
-        if refresh_per_second <= 0:
-            raise ValueError(f"refresh_per_second must be > 0, got {refresh_per_second}")
+        if not isinstance(refresh_per_second, (int, float)) or not refresh_per_second > 0:
+            from descentlab.errors import ConfigError
+
+            raise ConfigError(
+                "callbacks.progress_bar.refresh_per_second", refresh_per_second, "a number > 0"
+            )
         # Lightning's refresh_rate is the drawing thread's rate (an int, > 0 = enabled)
         super().__init__(refresh_rate=max(1, round(refresh_per_second)), **kwargs)
         self.min_interval = 1.0 / refresh_per_second

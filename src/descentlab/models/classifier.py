@@ -128,6 +128,12 @@ class Classifier(L.LightningModule):
     def _penalty_terms(l2_penalty: float, penalties: Mapping) -> dict[str, Callable]:
         from descentlab.errors import ConfigError
 
+        if not isinstance(penalties, Mapping):
+            raise ConfigError(
+                "model.penalties",
+                penalties,
+                "a mapping of name to penalty config, e.g. regularizer=l1",
+            )
         terms = dict(penalties)
         for name, term in terms.items():
             if not callable(term):
