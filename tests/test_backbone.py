@@ -89,7 +89,7 @@ def test_missing_or_bad_backbone_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "nope.pt"))
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(CheckpointError, match="cannot be loaded"):
+    with pytest.raises(CheckpointError, match="trunc.pt is corrupt or truncated"):
         Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "trunc.pt"))
 
 
