@@ -19,3 +19,31 @@ def test_the_bar_shows_the_current_epochs_train_loss_not_the_previous_ones(tmp_p
     # The bar's last drawing of the last epoch shows that epoch's train/loss: the one
     # metrics.json reports for it (Lightning's bar showed the epoch before's there).
     assert float(shown[-1]) == round(read_metrics(tmp_path)["last/train/loss"], 3)
+
+
+def test_the_bar_updates_on_a_time_budget_not_after_every_batch(make_cfg, tmp_path):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from descentlab.callbacks import ProgressBar
+
+    class CountingBar(ProgressBar):
+        """Counts the batch ends that do update the bar (Lightning's update after every one)."""
+
+        updates = 0
+
+        def _update(self, *args, **kwargs):
+            if self.trainer.training:
+                CountingBar.updates += 1
+            return super()._update(*args, **kwargs)
+
+    cfg = make_cfg("trainer.max_epochs=3")
+    # one redraw per 10 s at most: the 19 batches of a digits epoch take far less than that
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[CountingBar(refresh_per_second=0.1)],
+                        default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
+    batches = 3 * trainer.num_training_batches
+    # per epoch: the epoch start's reset, the first batch (the budget starts spent) and the
+    # last batch; Lightning's bar updates at all 19 batch ends
+    assert CountingBar.updates <= 3 * 3 < batches
