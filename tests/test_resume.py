@@ -322,8 +322,12 @@ def test_sigterm_ends_a_sweep_without_starting_the_next_job(tmp_path):
 @pytest.mark.slow
 def test_a_second_run_into_a_run_dir_in_use_is_refused(tmp_path):
     first = start([*SLOW_ENOUGH, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"])
-    wait_for(lambda: (tmp_path / ".lock").exists() and (tmp_path / ".hydra").exists(), first)
+    # Hydra writes config.yaml, hydra.yaml, then overrides.yaml: once the last is there
+    # (non-empty), config.yaml is whole
+    overrides = tmp_path / ".hydra" / "overrides.yaml"
+    wait_for(lambda: overrides.exists() and overrides.stat().st_size > 0, first)
     config = (tmp_path / ".hydra" / "config.yaml").read_bytes()
+    assert config
     second = run_cli([*QUICK, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}"], check=False)
     error = one_error_line(second)
     assert "in use by pid" in error and str(first.pid) in error
