@@ -75,3 +75,14 @@ def test_torchrun_two_nodes_leave_one_run_dir(tmp_path):
     assert sorted(p.name for p in (run_dir / ".hydra").iterdir()) == [
         "config.yaml", "hydra.yaml", "overrides.yaml",
     ]  # fmt: skip
+
+
+def test_torchrun_with_other_devices_than_processes_is_one_line(tmp_path):
+    proc = run_cli(["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *QUICK,
+                    "trainer=ddp_cpu", "trainer.devices=1", f"paths.log_dir={tmp_path}"],
+                   module="torch.distributed.run", check=False)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
+    assert proc.returncode != 0 and errors, proc.stderr[-3000:]
+    assert "trainer.devices=1" in errors[0] and "torchrun started" in errors[0]
+    # refused before any rank read data or wrote results
+    assert not list(tmp_path.glob("runs/*/metrics.json"))

@@ -167,6 +167,15 @@ def _check_devices(trainer: DictConfig) -> None:
     num_nodes = trainer.get("num_nodes", 1)
     if not _positive_int(num_nodes):
         raise ConfigError("trainer.num_nodes", num_nodes, "a positive integer")
+    # Under torchrun (TORCHELASTIC_RUN_ID) the processes exist already: Lightning refuses a
+    # mismatch with a traceback on every rank, after the data is read
+    world = os.environ.get("WORLD_SIZE")
+    if os.environ.get("TORCHELASTIC_RUN_ID") and world and devices * num_nodes != int(world):
+        raise ConfigError(
+            "trainer.devices", devices,
+            f"trainer.devices × trainer.num_nodes = {world}, the processes torchrun started "
+            f"(num_nodes={num_nodes})",
+        )  # fmt: skip
 
 
 def _has_cuda() -> bool:
