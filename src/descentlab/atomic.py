@@ -21,9 +21,9 @@ def write_atomically(path: str | Path, write) -> None:
             tmp.unlink()
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """``obj`` as indented, key-sorted JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+def write_json(path: str | Path, obj: Any, sort_keys: bool = True) -> None:
+    """``obj`` as indented JSON (keys sorted unless ``sort_keys=False``), atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
     write_atomically(path, lambda tmp: tmp.write_text(text))
 
 

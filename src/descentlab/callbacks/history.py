@@ -14,8 +14,8 @@ from descentlab.atomic import write_json
 def _finite_or_str(history: dict[int, dict[str, float]]) -> dict[str, dict]:
     """JSON has no NaN/inf: those are written as the strings "nan", "inf", "-inf"."""
     return {
-        str(epoch): {k: v if math.isfinite(v) else str(v) for k, v in values.items()}
-        for epoch, values in history.items()
+        str(epoch): {k: v if math.isfinite(v) else str(v) for k, v in sorted(values.items())}
+        for epoch, values in sorted(history.items())
     }
 
 
@@ -63,7 +63,8 @@ class MetricsHistory(L.Callback):
         if epoch >= 0 and epoch not in self.history:
             self.history[epoch] = metrics
             if self.path is not None and trainer.is_global_zero:
-                write_json(self.path, {"epochs": _finite_or_str(self.history)})
+                # epochs in numeric order (sorted JSON keys would put "10" before "2")
+                write_json(self.path, {"epochs": _finite_or_str(self.history)}, sort_keys=False)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.record_finished_epoch(trainer)
