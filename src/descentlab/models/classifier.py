@@ -78,10 +78,21 @@ class Classifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.l2_penalty = float(l2_penalty)
         self.penalty_terms = self._penalty_terms(self.l2_penalty, penalties or {})
-        if bn_stats not in ("train", "frozen"):
-            from descentlab.errors import ConfigError
+        from descentlab.errors import ConfigError
 
+        if bn_stats not in ("train", "frozen"):
             raise ConfigError("model.bn_stats", bn_stats, "train or frozen")
+        ratio_ok = isinstance(backbone_lr_ratio, (int, float)) and not isinstance(
+            backbone_lr_ratio, bool
+        )
+        if not (ratio_ok and backbone_lr_ratio > 0):  # a negative rate would climb the loss
+            raise ConfigError("model.backbone_lr_ratio", backbone_lr_ratio, "a number > 0")
+        if not (
+            isinstance(probe_epochs, int)
+            and not isinstance(probe_epochs, bool)
+            and probe_epochs >= 0
+        ):
+            raise ConfigError("model.probe_epochs", probe_epochs, "an integer >= 0")
         self.backbone_lr_ratio, self.probe_epochs, self.bn_stats = (
             float(backbone_lr_ratio), int(probe_epochs), bn_stats,
         )  # fmt: skip
