@@ -25,6 +25,8 @@ def tidy_console() -> None:
       (and so also into the run's ``train.log``).
     - ``sync_dist=True`` warnings: the Classifier logs epoch values that torchmetrics has
       already reduced over all ranks (``compute()``), so syncing them again would only cost.
+    - "``training_step`` returned ``None``": the Classifier skips a one-sample batch under
+      BatchNorm on purpose and logs that once itself.
     """
     root = logging.getLogger()
     for name in LIGHTNING_LOGGERS:
@@ -37,3 +39,6 @@ def tidy_console() -> None:
     if not any(isinstance(f, DropAdvertisements) for f in rank_zero.filters):
         rank_zero.addFilter(DropAdvertisements())
     warnings.filterwarnings("ignore", r".*sync_dist=True.*when logging on epoch level.*")
+    # the Classifier returns None on purpose for a one-sample batch under BatchNorm, and
+    # says so itself in one line
+    warnings.filterwarnings("ignore", r".*`training_step` returned `None`.*")

@@ -10,6 +10,7 @@ layer by ``nn.Identity`` (that is ``backbone``) and puts a fresh ``nn.Linear`` o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,6 +24,24 @@ def classification_models() -> list[str]:
     from torchvision import models
 
     return sorted(models.list_models(module=models))
+
+
+def _check_fresh_layers(
+    model: nn.Module, name: str, layers: Sequence[str] | None
+) -> tuple[str, ...]:
+    """``model.net.fresh_layers`` as a tuple of module names of ``model``; one line if one is not."""
+    if layers is None:
+        return ()
+    if isinstance(layers, str):
+        layers = [layers]
+    modules = {n for n, _ in model.named_modules() if n}
+    for layer in layers:
+        if layer not in modules:
+            top = ", ".join(n for n, _ in model.named_children())
+            raise ConfigError(
+                "model.net.fresh_layers", list(layers), f"names of {name}'s modules, e.g. {top}"
+            )
+    return tuple(layers)
 
 
 def _replace_last_linear(model: nn.Module) -> int:
@@ -76,12 +95,19 @@ class Backbone(nn.Module):
         weights: a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...) or ``None``.
         checkpoint: a ``model.pt`` of an earlier descentlab run: its ``backbone.*`` weights
             are loaded (the head is new, so the class count may differ).
-        freeze: train the head only.
+        freeze: train the head only (and ``fresh_layers``).
         input_size: images smaller than this are resized up to it (bilinear).
+        fresh_layers: names of backbone modules (``layer4``, ``features.12``) that keep their
+            random initialization when ``weights`` or ``checkpoint`` are loaded: new layers,
+            like the head. Top layers are the most specific to the task they were trained
+            on (Yosinski et al. 2014, "How transferable are features in deep neural
+            networks?"); starting them fresh keeps the general lower layers only.
+            ``freeze`` leaves them trainable.
     """
 
     def __init__(self, name: str, num_classes: int, input_shape=(3, 32, 32), weights: str | None = None,
-                 checkpoint: str | None = None, freeze: bool = False, input_size: int = 32):  # fmt: skip
+                 checkpoint: str | None = None, freeze: bool = False, input_size: int = 32,
+                 fresh_layers: Sequence[str] | None = None):  # fmt: skip
         super().__init__()
         from torchvision import models
 
@@ -92,6 +118,8 @@ class Backbone(nn.Module):
                 "a torchvision classification model, e.g. resnet18, mobilenet_v3_small",
             )
         model = models.get_model(name, weights=None)
+        self.fresh_layers = _check_fresh_layers(model, name, fresh_layers)
+        initial = {k: v.clone() for k, v in model.state_dict().items() if self._is_fresh(k)}
         if weights is not None:
             model.load_state_dict(load_pretrained_state_dict(name, weights))
         features = _replace_last_linear(model)
@@ -101,9 +129,26 @@ class Backbone(nn.Module):
         self.input_shape, self.input_size = tuple(input_shape), input_size
         if checkpoint is not None:
             self.load_backbone(checkpoint)
+        if initial:  # the fresh layers go back to their random initialization
+            self.backbone.load_state_dict(initial, strict=False)
         self.frozen = freeze  # model.net.freeze: the backbone never trains (no probe schedule)
         if freeze:
-            self.backbone.requires_grad_(False)
+            for parameter in self.pretrained_parameters():
+                parameter.requires_grad_(False)
+
+    def _is_fresh(self, qualified_name: str) -> bool:
+        return any(
+            qualified_name == layer or qualified_name.startswith(layer + ".")
+            for layer in self.fresh_layers
+        )
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The backbone's parameters, less those of ``fresh_layers``."""
+        return [p for n, p in self.backbone.named_parameters() if not self._is_fresh(n)]
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        """The backbone's modules outside ``fresh_layers`` (for BatchNorm modes)."""
+        return [m for n, m in self.backbone.named_modules() if n and not self._is_fresh(n)]
 
     def load_backbone(self, path: str) -> None:
         from descentlab.checkpoints import load_checkpoint

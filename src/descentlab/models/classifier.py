@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -14,6 +16,7 @@ from descentlab.models.penalties import L2Penalty
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
+log = logging.getLogger(__name__)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
@@ -57,6 +60,10 @@ class Classifier(L.LightningModule):
             (the backbone's BatchNorm layers stay in eval mode and keep the pretrained
             statistics: with few images per batch, batch statistics are noise). During the
             probe epochs they are always frozen.
+        A net's ``fresh_layers`` (``model.net.fresh_layers``, kept at random init) are part of
+        the backbone here (its learning rate, frozen during the probe), except that
+        ``bn_stats=frozen`` leaves their BatchNorm statistics training: they have no
+        pretrained ones to keep.
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class Classifier(L.LightningModule):
             and probe_epochs >= 0
         ):
             raise ConfigError("model.probe_epochs", probe_epochs, "an integer >= 0")
+        self._warned_single_sample_batch = False
         self.backbone_lr_ratio, self.probe_epochs, self.bn_stats = (
             float(backbone_lr_ratio), int(probe_epochs), bn_stats,
         )  # fmt: skip
@@ -170,6 +178,13 @@ class Classifier(L.LightningModule):
         """The feature extractor, for Lightning's ``BackboneFinetuning`` (gradual unfreezing)."""
         return getattr(self.net, "backbone", None)
 
+    def _pretrained_modules(self) -> list[nn.Module]:
+        """The backbone's modules that hold pretrained weights and statistics: all of them but
+        a net's ``fresh_layers`` (randomly initialized: no statistics worth keeping)."""
+        if hasattr(self.net, "pretrained_modules"):
+            return self.net.pretrained_modules()
+        return list(self.backbone.modules())
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
@@ -195,10 +210,13 @@ class Classifier(L.LightningModule):
         super().train(mode)
         backbone = self.backbone
         if mode and backbone is not None and (self.bn_stats == "frozen" or self._probing()):
-            for module in backbone.modules():
+            for module in self._pretrained_modules():
                 if isinstance(module, BATCH_NORMS):
                     module.eval()
         return self
+
+    def _normalizes_with_batch_statistics(self) -> bool:
+        return any(isinstance(m, BATCH_NORMS) and m.training for m in self.net.modules())
 
     def _step(self, stage: str, batch) -> Tensor:
         x, y = batch
@@ -217,7 +235,18 @@ class Classifier(L.LightningModule):
         metric.reset()
         return values
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        if len(batch[0]) == 1 and self._normalizes_with_batch_statistics():
+            # BatchNorm cannot normalize one sample by its own statistics (torch raises);
+            # Lightning skips the optimizer step when training_step returns None. Equal
+            # shards put this batch on every DDP rank at once, so no rank waits on another.
+            if not self._warned_single_sample_batch:
+                rank_zero_only(log.warning)(
+                    "skipping a training batch of 1 sample: BatchNorm needs at least 2 "
+                    "(the train split's size leaves 1 over data.batch_size)"
+                )
+                self._warned_single_sample_batch = True
+            return None
         loss = self._step("train", batch)
         if self.penalty_terms:
             penalty = sum(term(self.net) for term in self.penalty_terms.values())
