@@ -224,6 +224,16 @@ def test_on_bad_image_skip_drops_the_files_with_a_count(tmp_path):
     assert read_metrics(tmp_path / "run")["status"] == "completed"
 
 
+def test_on_bad_image_skip_survives_a_batch_with_no_readable_image(tmp_path):
+    """Batches of one image: the truncated JPEG's batch is empty once it is dropped."""
+    root, _bad = truncated_jpeg_tree(tmp_path)
+    run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "data.batch_size=1",
+             "data.eval_batch_size=1", "trainer.max_epochs=1", *QUICK,
+             f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1
+
+
 # -- data=image_folder: training ----------------------------------------------------------------
 @pytest.mark.slow
 def test_image_folder_end_to_end_then_fine_tuned_from_its_model(tmp_path):

@@ -218,8 +218,10 @@ class ImageFiles(Dataset):
 
 
 def collate_skipping(batch):
-    """``default_collate`` without the samples that were skipped (``None``)."""
-    return default_collate([sample for sample in batch if sample is not None])
+    """``default_collate`` without the samples that were skipped (``None``); ``None`` when
+    every sample of the batch was (the Classifier's steps skip such a batch)."""
+    kept = [sample for sample in batch if sample is not None]
+    return default_collate(kept) if kept else None
 
 
 class SeededShardSampler(DistributedSampler):

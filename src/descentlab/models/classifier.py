@@ -236,6 +236,8 @@ class Classifier(L.LightningModule):
         return values
 
     def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every image of the batch was unreadable (data.on_bad_image=skip)
+            return None
         if len(batch[0]) == 1 and self._normalizes_with_batch_statistics():
             # BatchNorm cannot normalize one sample by its own statistics (torch raises);
             # Lightning skips the optimizer step when training_step returns None. Equal
@@ -254,11 +256,11 @@ class Classifier(L.LightningModule):
             loss = loss + penalty
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step("val", batch)
+    def validation_step(self, batch, batch_idx: int) -> Tensor | None:
+        return None if batch is None else self._step("val", batch)
 
-    def test_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step("test", batch)
+    def test_step(self, batch, batch_idx: int) -> Tensor | None:
+        return None if batch is None else self._step("test", batch)
 
     def predict_step(self, batch, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
