@@ -276,3 +276,24 @@ def test_resume_from_last_gives_the_uninterrupted_result(tmp_path):
     straight, again = read_metrics(tmp_path / "straight"), read_metrics(resumed)
     for key in ("train/loss", "val/loss", "test/loss", "test/acc", "global_step", "best_epoch"):
         assert again[key] == pytest.approx(straight[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_resume_from_a_mid_epoch_checkpoint_continues_with_the_next_batch(tmp_path):
+    """torchdata's StatefulDataLoader: the checkpoint at step 8 (6 steps per epoch) records
+    the loader's position; the resumed run's batches, and so its result, are the
+    uninterrupted run's. A loader without that state restarts the epoch (20 steps)."""
+    root = write_image_folder(tmp_path / "imgs", per_class=12, size=16)
+    common = [*SMALL, f"data.root={root}", "data.batch_size=16", "trainer.deterministic=true",
+              "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_epochs=null",
+              "callbacks.last_checkpoint.every_n_train_steps=4", *QUICK]  # fmt: skip
+    run_cli([*common, f"hydra.run.dir={tmp_path / 'straight'}"])
+    resumed = tmp_path / "resumed"
+    run_cli([*common, "+trainer.max_steps=8", f"hydra.run.dir={resumed}"])
+    ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (ckpt["global_step"], ckpt["epoch"]) == (8, 1)  # two batches into the second epoch
+    run_cli([*common, "ckpt_path=last", f"hydra.run.dir={resumed}"])
+    straight, again = read_metrics(tmp_path / "straight"), read_metrics(resumed)
+    assert straight["global_step"] == 18
+    for key in ("train/loss", "val/loss", "test/loss", "test/acc", "global_step", "best_epoch"):
+        assert again[key] == pytest.approx(straight[key], abs=1e-6), key

@@ -42,3 +42,6 @@ def tidy_console() -> None:
     # the Classifier returns None on purpose for a one-sample batch under BatchNorm, and
     # says so itself in one line
     warnings.filterwarnings("ignore", r".*`training_step` returned `None`.*")
+    # torchdata's StatefulDataLoader calls a torch function that torch has deprecated: not
+    # the user's to act on (data=image_folder)
+    warnings.filterwarnings("ignore", r".*'set_vital' is deprecated.*")

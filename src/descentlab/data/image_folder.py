@@ -16,8 +16,9 @@ own preprocessing (``weights.transforms()``: crop size, resize size, mean, std) 
 Reproducibility: the training order comes from a ``DistributedSampler`` seeded with
 ``seed`` (Lightning calls its ``set_epoch``), and each sample's random augmentation is
 drawn from a generator seeded with (seed, epoch, index). The batches are therefore the
-same for any ``num_workers`` and after a resume from an epoch's checkpoint. Under DDP the
-sampler gives each rank its own shard.
+same for any ``num_workers`` and after a resume. The training loader is torchdata's
+``StatefulDataLoader``: a mid-epoch checkpoint records how far into the epoch it was, and a
+resumed run continues with the next batch. Under DDP the sampler gives each rank its own shard.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from descentlab.errors import DataError, DataNotFoundError
 
@@ -353,7 +355,11 @@ class ImageFolderDataModule(L.LightningDataModule):
             sampler = SeededShardSampler(dataset, num_replicas=world, rank=rank, shuffle=self.shuffle,
                                          seed=self.seed, epoch_fn=epoch_fn)  # fmt: skip
         workers = self.num_workers
-        return DataLoader(
+        # Training uses torchdata's StatefulDataLoader, a drop-in DataLoader with
+        # state_dict/load_state_dict: Lightning saves its position in a mid-epoch checkpoint
+        # and a resumed run continues with the very next batch.
+        loader_class = StatefulDataLoader if train else DataLoader
+        return loader_class(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
             num_workers=workers, pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
