@@ -215,7 +215,9 @@ class ImageFiles(Dataset):
         if seed is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left untouched
-            torch.manual_seed(seed)
+            # the CPU generator only (transforms v2 draw from it): torch.manual_seed also
+            # seeds every accelerator and records a stack trace, ~100x slower per image
+            torch.default_generator.manual_seed(seed)
             return self.transform(image), label
 
 
