@@ -170,13 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tiny", action="store_true", help="400 files, one repeat of 1 vs 2 epochs"
     )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=2,
+        default=(1, 3),
+        metavar=("SHORT", "LONG"),
+        help="the two run lengths whose difference gives s/epoch (longer: less noise)",
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "bench_folder")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.tiny:
         result = image_folder_overhead(args.work_dir, epochs=(1, 2), repeats=1, per_class=20)
     else:
-        result = image_folder_overhead(args.work_dir, repeats=args.repeats)
+        result = image_folder_overhead(
+            args.work_dir, epochs=tuple(args.epochs), repeats=args.repeats
+        )
     print(format_row(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
