@@ -42,7 +42,11 @@ def execute(path: Path) -> None:
 def main(names: list[str]) -> None:
     for key in ("DESCENTLAB_FAST", "MPLBACKEND"):  # the kernel inherits this environment
         os.environ.pop(key, None)
-    paths = [HERE / name for name in names] or sorted(HERE.glob("*.ipynb"))
+    # a name in notebooks/ or a path (notebooks/02_optimizers.ipynb from the repository root)
+    paths = [HERE / Path(name).name for name in names] or sorted(HERE.glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        sys.exit(f"no such notebook: {', '.join(missing)}")
     for path in paths:
         execute(path)
 
