@@ -234,6 +234,51 @@ def test_on_bad_image_skip_survives_a_batch_with_no_readable_image(tmp_path):
     assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1
 
 
+def truncate(path: Path) -> None:
+    """Cut a JPEG short: its header still reads, decoding it fails."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        path, format="JPEG"
+    )
+    path.write_bytes(path.read_bytes()[:-1000])
+
+
+@pytest.mark.parametrize("kind", ["junk", "truncated"])
+def test_a_split_with_no_readable_image_is_one_line(tmp_path, kind):
+    """Every val image unreadable: found at the header scan (junk) or when the workers decode
+    them (truncated). Was: a traceback from early stopping (no val/loss), or a silent stop."""
+    root = tmp_path / "imgs"
+    write_image_folder(root / "train", per_class=6, size=16, classes=[0, 1], suffix=".jpg")
+    write_image_folder(root / "test", per_class=2, size=16, classes=[0, 1], suffix=".jpg")
+    for cls in ("0", "1"):
+        (root / "val" / cls).mkdir(parents=True)
+        for i in range(2):
+            if kind == "junk":
+                (root / "val" / cls / f"{i}.png").write_bytes(b"not an image")
+            else:
+                truncate(root / "val" / cls / f"{i}.jpg")
+    proc = run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "trainer.max_epochs=2",
+                    *QUICK, f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    line = one_error_line(proc)
+    assert "no readable image" in line and "val split" in line, line
+
+
+@pytest.mark.slow
+def test_on_bad_image_skip_under_ddp_survives_a_batch_with_no_readable_image(tmp_path):
+    """A rank whose batch is all truncated files still takes part in the gradient all-reduce
+    (it hung: Lightning skipped the None batch on that rank alone)."""
+    root = tmp_path / "imgs"
+    write_image_folder(root / "train", per_class=8, size=16, classes=[0, 1], suffix=".jpg")
+    for split in ("val", "test"):
+        write_image_folder(root / split, per_class=2, size=16, classes=[0, 1], suffix=".jpg")
+    for i in range(4):  # batches of 1: each of these is an empty batch on its rank
+        truncate(next((root / "train" / "1").glob(f"{i}.*")))
+    run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "data.batch_size=1",
+             "data.eval_batch_size=1", "data.num_workers=1", "trainer=ddp_cpu",
+             "trainer.max_epochs=1", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],
+            timeout=300)  # fmt: skip
+    assert read_metrics(tmp_path / "run")["status"] == "completed"
+
+
 # -- data=image_folder: training ----------------------------------------------------------------
 @pytest.mark.slow
 def test_image_folder_end_to_end_then_fine_tuned_from_its_model(tmp_path):

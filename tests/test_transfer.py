@@ -128,17 +128,76 @@ def test_a_fresh_layer_that_is_not_a_module_is_one_line(tmp_path):
     assert "model.net.fresh_layers=['layer9']" in line and "layer4" in line, line
 
 
-def test_a_one_sample_last_batch_is_skipped_under_batchnorm(make_cfg, tmp_path):
-    """The train split's size leaves 1 over the batch size: BatchNorm cannot normalize one
-    sample (torch raises), so that step is skipped with one log line, and the run completes."""
-    overrides = ["model=backbone", "data.train_fraction=0.05", "trainer.max_epochs=1"]
-    overrides += ["logger=none"]
+def one_over(make_cfg, *overrides: str) -> int:
+    """A batch size that leaves exactly 1 training sample over (per rank under DDP)."""
     data = instantiate(make_cfg(*overrides).data)
     data.setup("fit")
-    n_train = len(data.train_dataloader().x)
+    return len(data.train_dataloader().x) - 1
+
+
+def test_a_one_sample_last_batch_uses_batchnorms_running_statistics(make_cfg, tmp_path):
+    """The train split's size leaves 1 over the batch size: BatchNorm cannot normalize one
+    sample by its own statistics (torch raises), so that batch uses the running statistics,
+    with one log line, and still trains (2 steps)."""
+    overrides = ["model=backbone", "data.train_fraction=0.05", "trainer.max_epochs=1"]
+    overrides += ["logger=none"]
     run_dir = tmp_path / "run"
-    proc = run_cli([*overrides, f"data.batch_size={n_train - 1}", f"hydra.run.dir={run_dir}"])
-    assert read_metrics(run_dir)["status"] == "completed"
+    batch_size = one_over(make_cfg, *overrides)
+    proc = run_cli([*overrides, f"data.batch_size={batch_size}", f"hydra.run.dir={run_dir}"])
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["global_step"] == 2
     output = proc.stdout + proc.stderr
-    assert output.count("skipping a training batch of 1 sample") == 1, output[-3000:]
-    assert "training_step` returned `None`" not in output  # Lightning's warning: on purpose
+    assert output.count("a training batch of 1 sample") == 1, output[-3000:]
+
+
+@pytest.mark.slow
+def test_a_one_sample_batch_under_ddp_trains_on_every_rank(make_cfg, tmp_path):
+    """Each of the 2 ranks gets a 1-sample batch at once; returning None there is refused by
+    Lightning under DDP (it was a traceback)."""
+    overrides = ["model=backbone", "data.train_fraction=0.1", "trainer.max_epochs=1"]
+    overrides += ["logger=none", "callbacks.progress_bar=null"]
+    per_rank = (one_over(make_cfg, *overrides) + 1) // 2  # each rank: floor(n / 2) samples
+    batch_size = per_rank - 1
+    run_dir = tmp_path / "run"
+    run_cli(
+        [*overrides, "trainer=ddp_cpu", f"data.batch_size={batch_size}", f"hydra.run.dir={run_dir}"]
+    )
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["global_step"] == 2, metrics
+
+
+def test_batch_size_1_with_batchnorm_is_one_line(tmp_path):
+    proc = run_cli(["model=backbone", "data.train_fraction=0.05", "data.batch_size=1",
+                    "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    line = one_error_line(proc)
+    assert "data.batch_size=1" in line and "BatchNorm" in line, line
+
+
+def test_a_fresh_layer_with_no_weights_is_one_line():
+    from descentlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fc holds no weights"):
+        Backbone("resnet18", num_classes=5, fresh_layers=["fc"])  # the replaced classifier
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_run_resumes_after_its_pretrained_file_moved(tmp_path):
+    """The checkpoint holds every weight: model.net.checkpoint (the starting weights) is not
+    read again on resume (it was a one-line refusal, so the run could never be resumed)."""
+    quick = [
+        "model=backbone",
+        "data.train_fraction=0.05",
+        "logger=none",
+        "callbacks.progress_bar=null",
+    ]
+    run_cli([*quick, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'pre'}"])
+    pretrained = tmp_path / "pre" / "model.pt"
+    tuned = [*quick, f"model.net.checkpoint={pretrained}", f"hydra.run.dir={tmp_path / 'ft'}"]
+    run_cli([*tuned, "trainer.max_epochs=1"])
+    pretrained.rename(tmp_path / "moved.pt")
+    run_cli([*tuned, "trainer.max_epochs=2", "ckpt_path=last"])
+    metrics = read_metrics(tmp_path / "ft")
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2, metrics
+    fresh_run = [*quick, f"model.net.checkpoint={pretrained}", f"hydra.run.dir={tmp_path / 'new'}"]
+    proc = run_cli(fresh_run, check=False)  # not resuming: the file is needed, and gone
+    assert "model.net.checkpoint" in one_error_line(proc)

@@ -265,7 +265,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with building("data"):
         datamodule: L.LightningDataModule = instantiate(cfg.data)
     with building("model"):
-        model: L.LightningModule = instantiate(cfg.model)
+        if cfg.get("ckpt_path") is not None and cfg.model.get("net") is not None:
+            # resuming: the checkpoint holds every weight, so the net's sources of initial
+            # weights (a pretrained model.pt, torchvision weights) are not read: they may
+            # have moved since the run started
+            from descentlab.loading import build_net
+
+            net = build_net(OmegaConf.to_container(cfg.model.net, resolve=True))
+            model: L.LightningModule = instantiate(cfg.model, net=net)
+        else:
+            model = instantiate(cfg.model)
     check_initial_weights(model, cfg)
     if run_dir.is_rank_zero():
         # Read the data now (fit would only do it after loggers and checkpoints start):

@@ -78,7 +78,7 @@ def _check_data(data: DictConfig) -> None:
             )  # fmt: skip
 
 
-def _check_net(net: DictConfig) -> None:
+def _check_net(net: DictConfig, resuming: bool = False) -> None:
     hidden = net.get("hidden_dims")
     if hidden is not None and not (
         isinstance(hidden, ListConfig) and all(_positive_int(w) for w in hidden)
@@ -101,7 +101,8 @@ def _check_net(net: DictConfig) -> None:
                 "a torchvision classification model, e.g. resnet18, mobilenet_v3_small",
             )
     checkpoint = net.get("checkpoint")
-    if checkpoint is not None and not os.path.isfile(checkpoint):
+    # a resumed run takes every weight from its checkpoint: the initial file is not read
+    if checkpoint is not None and not resuming and not os.path.isfile(checkpoint):
         raise ConfigError(
             "model.net.checkpoint",
             checkpoint,
@@ -216,7 +217,7 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_top_level(cfg)
     _check_data(cfg.data)
-    _check_net(cfg.model.get("net", {}))
+    _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)
     _check_optimizer(cfg.model.get("optimizer", {}))
     _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
                   lambda v: v >= 0)  # fmt: skip

@@ -117,8 +117,11 @@ def readable(path: str) -> bool:
         return False
 
 
-def drop_unreadable(samples: list[tuple[str, int]], on_bad_image: str) -> list[tuple[str, int]]:
-    """Stop at the first file that is not an image (``error``), or drop them all with a count."""
+def drop_unreadable(
+    samples: list[tuple[str, int]], on_bad_image: str, say: bool = True
+) -> list[tuple[str, int]]:
+    """Stop at the first file that is not an image (``error``), or drop them all with a count
+    (printed when ``say``: by one rank only)."""
     kept = []
     for path, label in samples:
         if readable(path):
@@ -127,7 +130,7 @@ def drop_unreadable(samples: list[tuple[str, int]], on_bad_image: str) -> list[t
             raise UnreadableImageError(
                 f"{path}: not a readable image (remove it, or set data.on_bad_image=skip)"
             )
-    if len(kept) < len(samples):
+    if len(kept) < len(samples) and say:
         bad = len(samples) - len(kept)
         print(
             f"descentlab: skipped {bad} unreadable image file(s) of {len(samples)}", file=sys.stderr
@@ -222,10 +225,14 @@ class ImageFiles(Dataset):
 
 
 def collate_skipping(batch):
-    """``default_collate`` without the samples that were skipped (``None``); ``None`` when
-    every sample of the batch was (the Classifier's steps skip such a batch)."""
+    """``default_collate`` without the samples that were skipped (``None``). When every sample
+    of the batch was, an empty batch ``(x, y)`` with no rows: not ``None``, which Lightning
+    would skip before the step on this rank alone, leaving the other DDP ranks waiting in
+    the gradient all-reduce (the Classifier's steps handle the empty batch)."""
     kept = [sample for sample in batch if sample is not None]
-    return default_collate(kept) if kept else None
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return default_collate(kept)
 
 
 class SeededShardSampler(DistributedSampler):
@@ -316,7 +323,16 @@ class ImageFolderDataModule(L.LightningDataModule):
             idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed + 1))
             train = [train[i] for i in sorted(idx[:keep].tolist())]
         scanned["train"] = train
-        self.samples = {s: drop_unreadable(scanned[s], self.on_bad_image) for s in SPLITS}
+        rank, _ = self._rank_world()
+        self.samples = {
+            s: drop_unreadable(scanned[s], self.on_bad_image, say=rank == 0) for s in SPLITS
+        }
+        for split, samples in self.samples.items():
+            if not samples:
+                raise DataError(
+                    f"{self.root}: no readable image in the {split} split "
+                    f"(data.on_bad_image=skip dropped all {len(scanned[split])})"
+                )
 
     # -- loaders ----------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:

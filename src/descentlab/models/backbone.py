@@ -123,6 +123,13 @@ class Backbone(nn.Module):
         if weights is not None:
             model.load_state_dict(load_pretrained_state_dict(name, weights))
         features = _replace_last_linear(model)
+        for layer in self.fresh_layers:  # e.g. fc: the classifier the new head replaced
+            if not any(True for _ in model.get_submodule(layer).state_dict()):
+                raise ConfigError(
+                    "model.net.fresh_layers", list(self.fresh_layers),
+                    f"{layer} holds no weights once {name}'s classifier is replaced by the "
+                    "new head (which always starts fresh)",
+                )  # fmt: skip
         self.backbone = model
         self.head = nn.Linear(features, num_classes)
         self.name, self.num_classes = name, num_classes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -230,25 +231,65 @@ class Classifier(L.LightningModule):
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         """Compute (synced across ranks), log and reset the stage's epoch metrics."""
         metric = getattr(self, f"{stage}_metrics")
+        if stage != "train" and int(metric.count) == 0:
+            # every batch was empty: data.on_bad_image=skip dropped every file of the split
+            # that a worker tried to decode (equal on all ranks: they read the same files)
+            from descentlab.errors import DataError
+
+            raise DataError(
+                f"the {stage} split gave no readable image: data.on_bad_image=skip dropped "
+                "every one (truncated or corrupt files)"
+            )
         values = {f"{stage}/{name}": value for name, value in metric.compute().items()}
         self.log_dict(values, prog_bar=stage != "test", sync_dist=False)  # compute() already synced
         metric.reset()
         return values
 
     def training_step(self, batch, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every image of the batch was unreadable (data.on_bad_image=skip)
-            return None
+        if len(batch[1]) == 0:  # every image of the batch was unreadable (on_bad_image=skip)
+            if self.trainer.world_size > 1:
+                # every DDP rank must take part in the gradient all-reduce (Lightning refuses
+                # None there, and a rank that skipped would leave the others waiting): a loss
+                # of 0 that touches every trainable parameter adds zeros as this rank's share
+                return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            return None  # one process: Lightning skips the optimizer step
         if len(batch[0]) == 1 and self._normalizes_with_batch_statistics():
-            # BatchNorm cannot normalize one sample by its own statistics (torch raises);
-            # Lightning skips the optimizer step when training_step returns None. Equal
-            # shards put this batch on every DDP rank at once, so no rank waits on another.
+            # BatchNorm cannot normalize one sample by its own statistics (torch raises): this
+            # batch is normalized with the running statistics instead, and trains as usual
+            # (so every DDP rank still steps together).
             if not self._warned_single_sample_batch:
                 rank_zero_only(log.warning)(
-                    "skipping a training batch of 1 sample: BatchNorm needs at least 2 "
-                    "(the train split's size leaves 1 over data.batch_size)"
+                    "a training batch of 1 sample (the train split's size leaves 1 over "
+                    "data.batch_size): BatchNorm normalizes it with its running statistics"
                 )
                 self._warned_single_sample_batch = True
-            return None
+            with self._batch_norm_in_eval_mode():
+                return self._training_loss(batch)
+        return self._training_loss(batch)
+
+    @contextmanager
+    def _batch_norm_in_eval_mode(self):
+        training = [m for m in self.net.modules() if isinstance(m, BATCH_NORMS) and m.training]
+        for module in training:
+            module.eval()
+        try:
+            yield
+        finally:
+            for module in training:
+                module.train()
+
+    def on_fit_start(self) -> None:
+        batch_size = getattr(self.trainer.datamodule, "batch_size", None)
+        self.train(True)  # the modes training will use (bn_stats=frozen: backbone BN in eval)
+        if batch_size == 1 and self._normalizes_with_batch_statistics():
+            from descentlab.errors import ConfigError
+
+            raise ConfigError(
+                "data.batch_size", 1, "at least 2 for a net with BatchNorm layers, which "
+                "normalize each batch by its own statistics (or model.bn_stats=frozen)"
+            )  # fmt: skip
+
+    def _training_loss(self, batch) -> Tensor:
         loss = self._step("train", batch)
         if self.penalty_terms:
             penalty = sum(term(self.net) for term in self.penalty_terms.values())
@@ -257,10 +298,10 @@ class Classifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> Tensor | None:
-        return None if batch is None else self._step("val", batch)
+        return None if len(batch[1]) == 0 else self._step("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> Tensor | None:
-        return None if batch is None else self._step("test", batch)
+        return None if len(batch[1]) == 0 else self._step("test", batch)
 
     def predict_step(self, batch, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
