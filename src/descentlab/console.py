@@ -25,8 +25,8 @@ def tidy_console() -> None:
       (and so also into the run's ``train.log``).
     - ``sync_dist=True`` warnings: the Classifier logs epoch values that torchmetrics has
       already reduced over all ranks (``compute()``), so syncing them again would only cost.
-    - "``training_step`` returned ``None``": the Classifier skips a one-sample batch under
-      BatchNorm on purpose and logs that once itself.
+    - "``training_step`` returned ``None``": in one process the Classifier skips, on purpose,
+      a batch left empty by ``data.on_bad_image=skip`` (the skipped files are reported).
     """
     root = logging.getLogger()
     for name in LIGHTNING_LOGGERS:
@@ -39,8 +39,7 @@ def tidy_console() -> None:
     if not any(isinstance(f, DropAdvertisements) for f in rank_zero.filters):
         rank_zero.addFilter(DropAdvertisements())
     warnings.filterwarnings("ignore", r".*sync_dist=True.*when logging on epoch level.*")
-    # the Classifier returns None on purpose for a one-sample batch under BatchNorm, and
-    # says so itself in one line
+    # the Classifier returns None on purpose for a batch with no readable image
     warnings.filterwarnings("ignore", r".*`training_step` returned `None`.*")
     # torchdata's StatefulDataLoader calls a torch function that torch has deprecated: not
     # the user's to act on (data=image_folder)
