@@ -91,6 +91,21 @@ def test_bad_value_is_one_line_and_writes_nothing(tmp_path, overrides, words):
     assert not run_dir.exists(), sorted(p.name for p in run_dir.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("override", ["optimizer.lr=-1", "ckpt_path=/no/such/last.ckpt"])
+def test_a_value_refused_at_validation_exits_before_torch_is_imported(tmp_path, override):
+    # why refusals take ~1 s, not the ~7 s of importing torch and Lightning: the checks and
+    # everything they import are torch-free (python -X importtime lists each import made)
+    proc = run_cli([override, f"hydra.run.dir={tmp_path / 'run'}"], check=False,
+                   env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")]  # fmt: skip
+    assert "omegaconf" in imported  # the import list was recorded
+    assert "torch" not in imported and "lightning" not in imported
+    proc.stderr = "\n".join(line for line in proc.stderr.splitlines()
+                            if not line.startswith("import time:"))  # fmt: skip
+    assert override.split("=")[0] in one_error_line(proc)
+
+
 def test_run_dir_that_is_a_file_is_one_line(tmp_path):
     target = tmp_path / "a_file"
     target.write_text("keep me\n")

@@ -1,5 +1,7 @@
 """Errors a user can cause and fix. Each is shown as one line (see ``train.py``)."""
 
+import signal
+
 
 class DescentlabError(Exception):
     """Base class: shown to the user as one line and a non-zero exit, no traceback."""
@@ -31,3 +33,15 @@ class CheckpointError(DescentlabError):
 
 class RunAlreadyFinished(DescentlabError):
     """Resuming a run that has nothing left to train (reported as one line, exit 0)."""
+
+
+class RunInterrupted(DescentlabError):
+    """The run was asked to stop (a signal); ``last.ckpt`` holds where it stopped."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM, checkpoint: str | None = None):
+        super().__init__(message)
+        self.signum, self.checkpoint = signum, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)  # the shell's convention: 143 for SIGTERM

@@ -56,7 +56,7 @@ class RunDirGuard(Callback):
         path = Path(str(config.hydra.run.dir))
         try:
             run_dir.lock(path)
-            from descentlab.resume import requeued_checkpoint
+            from descentlab.job import requeued_checkpoint
 
             # a requeued SLURM job starts its command again: it resumes its own run dir
             ckpt_path = config.get("ckpt_path") or requeued_checkpoint(path)
@@ -85,20 +85,21 @@ class RunDirGuard(Callback):
     def _precheck(config: DictConfig, path: Path) -> None:
         from omegaconf import open_dict
 
-        from descentlab import resume
+        from descentlab.errors import ConfigError
+        from descentlab.job import requeued_checkpoint
+        from descentlab.validate import is_file
 
         cfg = config.copy()
         with open_dict(cfg):
             cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
-            cfg.ckpt_path = cfg.ckpt_path or resume.requeued_checkpoint(path)
-        from descentlab.checkpoints import exists
-
-        if cfg.ckpt_path != "last" and not exists(cfg.ckpt_path):
-            from descentlab.errors import ConfigError
-
+            cfg.ckpt_path = cfg.ckpt_path or requeued_checkpoint(path)
+        if cfg.ckpt_path != "last" and not is_file(cfg.ckpt_path):
+            # checked before descentlab.resume imports torch: this refusal takes ~1 s
             raise ConfigError(
                 "ckpt_path", cfg.ckpt_path, "an existing checkpoint file, 'last', or null"
             )
+        from descentlab import resume
+
         checkpoint = resume.resolve(str(cfg.ckpt_path), cfg)
         try:
             resume.fixed_config(cfg)

@@ -14,7 +14,7 @@ name in configs/hydra/default.yaml) gives every rank of one job the same name:
   rendezvous id (``TORCHELASTIC_RUN_ID``; give ``--rdzv-id`` to multi-node runs).
 - SLURM (``srun``, or Hydra's submitit launcher): every task of a job step has the same
   ``SLURM_JOB_ID`` and ``SLURM_STEP_ID``; the name is built from them (a requeued job
-  keeps its run dir, see :func:`descentlab.resume.requeued`).
+  keeps its run dir, see :func:`requeued`).
 - otherwise, the time to the microsecond.
 
 Only rank 0 writes into the run dir (``.hydra/``, ``metrics.json``, checkpoints); other
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from pathlib import Path
 
 ENV_KEY = "DESCENTLAB_RUN_NAME"
 STORE_KEY = "descentlab/run_name"
@@ -109,3 +110,21 @@ def rank_suffix() -> str:
 def rank_zero_only(value):
     """``value`` on rank 0, None elsewhere (e.g. ``hydra.output_subdir``: rank 0 writes .hydra/)."""
     return value if global_rank() == 0 else None
+
+
+# The two below are here, not in descentlab.resume, because the run-dir guard calls them
+# before any torch import: a run refused at validation then exits in about a second.
+def requeued() -> bool:
+    """True in a SLURM job that was requeued (preempted or timed out, then started again)."""
+    return os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+
+
+def requeued_checkpoint(output_dir: str | Path) -> str | None:
+    """In a requeued SLURM job, the run dir's newest resumable checkpoint: ``last.ckpt``, or
+    the ``hpc_ckpt_N.ckpt`` Lightning's own SLURM requeue wrote when that is newer."""
+    if not requeued():
+        return None
+    output_dir = Path(output_dir)
+    candidates = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [p for p in candidates if p.is_file()]
+    return str(max(existing, key=os.path.getmtime)) if existing else None

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from descentlab.checkpoints import load_checkpoint
 from descentlab.errors import CheckpointError, ConfigError, RunAlreadyFinished
+from descentlab.job import requeued, requeued_checkpoint  # noqa: F401  (torch-free, in job)
 
 # Config sections a resumed run must share with the checkpoint's run.
 RESUME_FIXED = ("model", "data", "optimizer", "init", "seed")
@@ -87,22 +88,6 @@ def early_stopped(checkpoint: dict) -> bool:
 def newest_last_checkpoint(log_dir: str | Path) -> Path | None:
     candidates = sorted(Path(log_dir).glob("**/checkpoints/last.ckpt"), key=os.path.getmtime)
     return candidates[-1] if candidates else None
-
-
-def requeued() -> bool:
-    """True in a SLURM job that was requeued (preempted or timed out, then started again)."""
-    return os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
-
-
-def requeued_checkpoint(output_dir: str | Path) -> str | None:
-    """In a requeued SLURM job, the run dir's newest resumable checkpoint: ``last.ckpt``, or
-    the ``hpc_ckpt_N.ckpt`` Lightning's own SLURM requeue wrote when that is newer."""
-    if not requeued():
-        return None
-    output_dir = Path(output_dir)
-    candidates = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
-    existing = [p for p in candidates if p.is_file()]
-    return str(max(existing, key=os.path.getmtime)) if existing else None
 
 
 def resolve(ckpt_path: str | None, cfg: DictConfig) -> str | None:

@@ -430,9 +430,10 @@ def main(cfg: DictConfig) -> float | None:
     - Resuming a finished run says so and exits 0 without writing anything.
     """
     from descentlab import run_dir
-    from descentlab.callbacks import RunInterrupted
     from descentlab.cli import one_line
-    from descentlab.errors import RunAlreadyFinished
+    from descentlab.errors import RunAlreadyFinished, RunInterrupted  # torch-free: a refused
+
+    # config then exits before torch and Lightning are imported (about a second)
     from descentlab.run_dir import remove_if_empty
 
     output_dir = Path(cfg.paths.output_dir)

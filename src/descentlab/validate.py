@@ -198,7 +198,7 @@ def _check_top_level(cfg: DictConfig) -> None:
         raise ConfigError("flush_denormal", cfg.get("flush_denormal"), "true or false")
 
 
-def _is_file(path) -> bool:
+def is_file(path) -> bool:
     """A local file, or a file at any fsspec URL (``s3://...``: fsspec is imported only then)."""
     if "://" not in str(path):
         return os.path.isfile(path)
@@ -206,6 +206,18 @@ def _is_file(path) -> bool:
 
     fs, where = fsspec.core.url_to_fs(str(path))
     return fs.isfile(where)
+
+
+def _check_transfer(model: DictConfig) -> None:
+    """model=backbone's fine-tuning keys (Classifier checks them too, for API users; here
+    they are refused before torch is imported)."""
+    _check_number("model.backbone_lr_ratio", model.get("backbone_lr_ratio"), "a number > 0",
+                  lambda v: v > 0)  # fmt: skip
+    probe = model.get("probe_epochs")
+    if probe is not None and not (_is_number(probe) and isinstance(probe, int) and probe >= 0):
+        raise ConfigError("model.probe_epochs", probe, "an integer >= 0")
+    if model.get("bn_stats", "train") not in ("train", "frozen"):
+        raise ConfigError("model.bn_stats", model.get("bn_stats"), "train or frozen")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -217,6 +229,7 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_top_level(cfg)
     _check_data(cfg.data)
+    _check_transfer(cfg.model)  # before _check_net, which imports torchvision for model=backbone
     _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)
     _check_optimizer(cfg.model.get("optimizer", {}))
     _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
@@ -231,5 +244,5 @@ def validate(cfg: DictConfig) -> None:
         )  # fmt: skip
     _check_trainer(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path not in (None, "", "last") and not _is_file(ckpt_path):
+    if ckpt_path not in (None, "", "last") and not is_file(ckpt_path):
         raise ConfigError("ckpt_path", ckpt_path, "an existing checkpoint file, 'last', or null")

@@ -7,19 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Checkpoint
 
-from descentlab.errors import DescentlabError
-
-
-class RunInterrupted(DescentlabError):
-    """The run was asked to stop (a signal); ``last.ckpt`` holds where it stopped."""
-
-    def __init__(self, message: str, signum: int = signal.SIGTERM, checkpoint: str | None = None):
-        super().__init__(message)
-        self.signum, self.checkpoint = signum, checkpoint
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + int(self.signum)  # the shell's convention: 143 for SIGTERM
+from descentlab.errors import RunInterrupted  # noqa: F401  (raised here; defined torch-free)
 
 
 class StopRequest:
