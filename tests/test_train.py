@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -175,3 +176,21 @@ def test_ddp_cpu_runs_two_gloo_processes(tmp_path):
     assert "GLOBAL_RANK: 1" in output or "world_size=2" in output or "MEMBER: 2/2" in output
     metrics = check_metrics_file(tmp_path)
     assert metrics["test/acc"] > 0.5
+
+
+def test_an_epoch_without_validation_records_no_validation_values(tmp_path):
+    # validation every other epoch; the third epoch cut short by max_steps (19 steps an epoch):
+    # only epoch 1 was validated, and only it may carry val/* and gap/* (Lightning keeps the
+    # latest values around, which epochs 2 and 0 would otherwise have been given)
+    run_dir = tmp_path / "run"
+    run_cli(["trainer.check_val_every_n_epoch=2", "trainer.max_epochs=3", "+trainer.max_steps=50",
+             "logger=none", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"])  # fmt: skip
+    epochs = json.loads((run_dir / "history.json").read_text())["epochs"]
+    assert list(epochs) == ["0", "1", "2"]
+    validated = {e for e, values in epochs.items() if any(k.startswith("val/") for k in values)}
+    assert validated == {"1"}, epochs
+    assert {"val/loss", "val/acc", "gap/loss"} <= set(epochs["1"])
+    assert not any(k.startswith("gap/") for k in {**epochs["0"], **epochs["2"]})
+    metrics = read_metrics(run_dir)
+    assert metrics["best_epoch"] == 1 and metrics["val/loss"] == epochs["1"]["val/loss"]
+    assert "last/train/loss" in metrics and not any(k.startswith("last/val/") for k in metrics)

@@ -19,6 +19,13 @@ def _finite_or_str(history: dict[int, dict[str, float]]) -> dict[str, dict]:
     }
 
 
+# Logged by a validation (val/*) or from one (gap/* = val/loss − train/loss). Lightning keeps
+# them in callback_metrics until the next validation: an epoch without one (every other
+# epoch under trainer.check_val_every_n_epoch=2, an epoch cut short by trainer.max_steps)
+# would otherwise be recorded with the previous validation's values as its own.
+VALIDATION_PREFIXES = ("val/", "gap/")
+
+
 def _scalars(metrics: dict) -> dict[str, float]:
     return {
         key: float(value)
@@ -29,7 +36,7 @@ def _scalars(metrics: dict) -> dict[str, float]:
 
 class MetricsHistory(L.Callback):
     """``history[epoch]``: the epoch-level metrics (``train/*``, ``val/*``, extras) of each
-    finished training epoch; ``metrics.json`` reads the kept (best) and the last epoch here.
+    finished training epoch (``val/*`` and ``gap/*`` only when a validation ran in it); ``metrics.json`` reads the kept (best) and the last epoch here.
 
     An epoch's ``train/*`` are logged in the LightningModule's ``on_train_epoch_end``, after
     the callbacks' own hook, so an epoch is recorded when its successor starts, when
@@ -46,6 +53,7 @@ class MetricsHistory(L.Callback):
         self.history: dict[int, dict[str, float]] = {}
         self.path = Path(path) if path is not None else None
         self._trainer: L.Trainer | None = None
+        self._validated_epoch: int | None = None  # the epoch of the latest validation run
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
@@ -60,6 +68,8 @@ class MetricsHistory(L.Callback):
         # The fit loop counts an epoch as processed just before its on_train_epoch_end hooks.
         epoch_ended = trainer.fit_loop.epoch_progress.current.processed > trainer.current_epoch
         epoch = trainer.current_epoch if epoch_ended else trainer.current_epoch - 1
+        if epoch != self._validated_epoch:
+            metrics = {k: v for k, v in metrics.items() if not k.startswith(VALIDATION_PREFIXES)}
         if epoch >= 0 and epoch not in self.history:
             self.history[epoch] = metrics
             if self.path is not None and trainer.is_global_zero:
@@ -68,6 +78,10 @@ class MetricsHistory(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.record_finished_epoch(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.record_finished_epoch(trainer)
