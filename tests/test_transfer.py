@@ -110,6 +110,43 @@ def test_freeze_leaves_fresh_layers_trainable(tmp_path):
     assert trainable == {"layer4"}
 
 
+def test_gradual_unfreezing_trains_fresh_layers_from_the_first_epoch(make_cfg, tmp_path):
+    import lightning as L
+
+    path, _ = saved_backbone(tmp_path, seed=1)
+    cfg = make_cfg("model=backbone", "model.net.name=resnet18", f"model.net.checkpoint={path}",
+                   "model.net.fresh_layers=[layer4]", "callbacks=[default,finetune]",
+                   "trainer.max_epochs=1", "data.train_fraction=0.05")  # fmt: skip
+    model = instantiate(cfg.model)
+    before = {k: v.clone() for k, v in model.net.backbone.state_dict().items() if "conv" in k}
+    changed = {}
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            state = module.net.backbone.state_dict()
+            for top in ("layer1", "layer4"):
+                keys = [k for k in before if k.startswith(top + ".")]
+                changed[top] = any(not torch.equal(state[k], before[k]) for k in keys)
+
+    unfreezing = instantiate(cfg.callbacks.backbone_finetuning)  # unfreezes at epoch 5
+    trainer = instantiate(cfg.trainer, callbacks=[unfreezing, Record()], logger=False,
+                          enable_checkpointing=False)  # fmt: skip
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    assert changed == {"layer1": False, "layer4": True}  # pretrained frozen, fresh trained
+
+
+def test_gradual_unfreezing_through_the_cli_unfreezes_without_lightnings_warning(tmp_path):
+    # at the unfreezing epoch Lightning warns that params "already exist" in the optimizer:
+    # the BatchNorm layers (train_bn) and fresh layers that trained from the start, by design
+    run_dir = tmp_path / "run"
+    proc = run_cli(["model=backbone", "model.net.name=resnet18", "callbacks=[default,finetune]",
+                    "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
+                    "trainer.max_epochs=2", "data.train_fraction=0.05", "logger=none",
+                    f"hydra.run.dir={run_dir}"], env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    assert read_metrics(run_dir)["epochs"] == 2
+    assert "already exist" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+
+
 def test_frozen_statistics_apply_to_pretrained_layers_only(make_cfg, tmp_path):
     path, _ = saved_backbone(tmp_path, seed=1)
     model = backbone_model(make_cfg, f"model.net.checkpoint={path}", "model.bn_stats=frozen",

@@ -44,3 +44,6 @@ def tidy_console() -> None:
     # torchdata's StatefulDataLoader calls a torch function that torch has deprecated: not
     # the user's to act on (data=image_folder)
     warnings.filterwarnings("ignore", r".*'set_vital' is deprecated.*")
+    # BackboneFinetuning at its unfreezing epoch: the BatchNorm layers (train_bn) and fresh
+    # layers trained from the start, so they are in the optimizer already, as intended
+    warnings.filterwarnings("ignore", r".*params to be frozen already exist within another group.*")

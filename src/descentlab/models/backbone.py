@@ -153,6 +153,10 @@ class Backbone(nn.Module):
         """The backbone's parameters, less those of ``fresh_layers``."""
         return [p for n, p in self.backbone.named_parameters() if not self._is_fresh(n)]
 
+    def fresh_modules(self) -> list[nn.Module]:
+        """The modules named by ``fresh_layers`` (random init when weights load)."""
+        return [self.backbone.get_submodule(layer) for layer in self.fresh_layers]
+
     def pretrained_modules(self) -> list[nn.Module]:
         """The backbone's modules outside ``fresh_layers`` (for BatchNorm modes)."""
         return [m for n, m in self.backbone.named_modules() if n and not self._is_fresh(n)]

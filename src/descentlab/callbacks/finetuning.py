@@ -1,0 +1,25 @@
+"""Lightning's gradual unfreezing, aware of a backbone's fresh layers."""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import BackboneFinetuning as LightningBackboneFinetuning
+
+
+class BackboneFinetuning(LightningBackboneFinetuning):
+    """Lightning's ``BackboneFinetuning``: the backbone frozen until
+    ``unfreeze_backbone_at_epoch``, then trained at ``backbone_initial_ratio_lr`` × the
+    head's learning rate, rising each epoch (``lambda_func``) up to the head's.
+
+    One change: the layers a net starts fresh (``model.net.fresh_layers``: random weights,
+    nothing pretrained to protect) train from the first epoch, as the head does. Frozen
+    with the rest, a random layer4 would sit between the pretrained features and the head
+    as a fixed random projection until the unfreezing epoch. Without fresh layers this is
+    Lightning's callback unchanged.
+    """
+
+    def freeze_before_training(self, pl_module) -> None:
+        super().freeze_before_training(pl_module)
+        net = getattr(pl_module, "net", None)
+        fresh = net.fresh_modules() if hasattr(net, "fresh_modules") else []
+        if fresh:
+            self.make_trainable(fresh)
