@@ -77,6 +77,8 @@ BAD_VALUES = [
     (["callbacks.progress_bar.refresh_per_second=abc"], ["refresh_per_second='abc'", "> 0"]),
     (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
     (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
+    # a ??? value that another key's interpolation reads (OmegaConf's own message was terse)
+    (["+experiment=finetune_backbone"], ["pretrained='???'", "set it on the command line)"]),
 ]
 
 

@@ -221,20 +221,24 @@ def test_a_fresh_layer_with_no_weights_is_one_line():
 def test_a_fine_tuned_run_resumes_after_its_pretrained_file_moved(tmp_path):
     """The checkpoint holds every weight: model.net.checkpoint (the starting weights) is not
     read again on resume (it was a one-line refusal, so the run could never be resumed)."""
-    quick = [
-        "model=backbone",
-        "data.train_fraction=0.05",
-        "logger=none",
-        "callbacks.progress_bar=null",
-    ]
-    run_cli([*quick, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'pre'}"])
+    quick = ["data.train_fraction=0.05", "logger=none", "callbacks.progress_bar=null"]
+    run_cli(["model=backbone", *quick, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'pre'}"])
     pretrained = tmp_path / "pre" / "model.pt"
-    tuned = [*quick, f"model.net.checkpoint={pretrained}", f"hydra.run.dir={tmp_path / 'ft'}"]
-    run_cli([*tuned, "trainer.max_epochs=1"])
+    recipe = ["+experiment=finetune_backbone", *quick, "trainer.max_epochs=2"]
+    tuned = [*recipe, f"pretrained={pretrained}", f"hydra.run.dir={tmp_path / 'ft'}"]
+    run_cli([*tuned, "+trainer.max_steps=3"])  # stopped in its first epoch
     pretrained.rename(tmp_path / "moved.pt")
-    run_cli([*tuned, "trainer.max_epochs=2", "ckpt_path=last"])
+    run_cli([*tuned, "ckpt_path=last"])
     metrics = read_metrics(tmp_path / "ft")
     assert metrics["status"] == "completed" and metrics["epochs"] == 2, metrics
-    fresh_run = [*quick, f"model.net.checkpoint={pretrained}", f"hydra.run.dir={tmp_path / 'new'}"]
+    fresh_run = [*recipe, f"pretrained={pretrained}", f"hydra.run.dir={tmp_path / 'new'}"]
     proc = run_cli(fresh_run, check=False)  # not resuming: the file is needed, and gone
     assert "model.net.checkpoint" in one_error_line(proc)
+    # a resume without the run's own overrides: one line naming the missing one
+    proc = run_cli([*recipe, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'ft'}"], check=False)
+    line = one_error_line(proc)
+    assert "pretrained='???'" in line and "a resume takes the overrides" in line, line
+    # the recipe's cosine schedule follows trainer.max_epochs: a longer run is another schedule
+    proc = run_cli([*tuned, "trainer.max_epochs=4", "ckpt_path=last"], check=False)
+    line = one_error_line(proc)
+    assert "model.scheduler.T_max (= ${trainer.max_epochs}): 2 -> 4" in line, line

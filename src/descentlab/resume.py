@@ -142,7 +142,16 @@ def precheck(path: str, cfg: DictConfig) -> dict:
         before, now = flatten(saved), flatten(fixed_config(cfg))
         differing = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if differing:
-            shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differing[:4])
+            raw = flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
+                           for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+
+            def named(key: str) -> str:  # a key that follows another one says which
+                source = raw.get(key)
+                return f"{key} (= {source})" if isinstance(source, str) and "${" in source else key
+
+            shown = ", ".join(
+                f"{named(k)}: {before.get(k)!r} -> {now.get(k)!r}" for k in differing[:4]
+            )
             more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
             raise CheckpointError(
                 f"cannot resume {path} with a different config ({shown}{more}): a resume keeps the "

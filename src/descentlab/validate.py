@@ -220,13 +220,34 @@ def _check_transfer(model: DictConfig) -> None:
         raise ConfigError("model.bn_stats", model.get("bn_stats"), "train or frozen")
 
 
+def _missing_keys(cfg: DictConfig) -> list[str]:
+    """The keys left at ``???``. (``OmegaConf.missing_keys`` resolves interpolations and
+    fails on one that reads a ``???`` value, e.g. finetune_backbone's
+    ``${if_set:${pretrained},...}``: the raw values are walked instead.)"""
+    found = []
+
+    def walk(node, prefix: str) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                walk(value, f"{prefix}{key}.")
+            elif value == "???":
+                found.append(f"{prefix}{key}")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return sorted(found)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value found."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = _missing_keys(cfg)
     if missing:
+        resuming = cfg.get("ckpt_path") not in (None, "")
         raise ConfigError(
-            missing[0], "???", "a value is required here (set it on the command line)"
-        )
+            missing[0], "???",
+            "a value is required here (set it on the command line"
+            + ("; a resume takes the overrides its run was started with)" if resuming else ")"),
+        )  # fmt: skip
     _check_top_level(cfg)
     _check_data(cfg.data)
     _check_transfer(cfg.model)  # before _check_net, which imports torchvision for model=backbone
