@@ -242,6 +242,20 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1000])
 
 
+def test_a_skipped_file_is_named_once_per_worker_not_every_epoch(tmp_path):
+    root = tmp_path / "imgs"
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        write_image_folder(root / split, per_class=n, size=16, classes=[0, 1], suffix=".jpg")
+    bad = next((root / "train" / "1").glob("*.jpg"))
+    truncate(bad)
+    proc = run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "trainer.max_epochs=4",
+                    *QUICK, f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if "skipped unreadable image" in line]
+    assert 1 <= len(lines) <= 2, proc.stderr[-2000:]  # 2 workers, 4 epochs: was 2 lines each
+    assert all(line == f"descentlab: skipped unreadable image {bad}" for line in lines), lines
+    assert read_metrics(tmp_path / "run")["epochs"] == 4
+
+
 @pytest.mark.parametrize("kind", ["junk", "truncated"])
 def test_a_split_with_no_readable_image_is_one_line(tmp_path, kind):
     """Every val image unreadable: found at the header scan (junk) or when the workers decode

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -196,6 +195,7 @@ class ImageFiles(Dataset):
 
     def __init__(self, samples: list[tuple[str, int]], transform, skip_bad: bool = False):
         self.samples, self.transform, self.skip_bad = samples, transform, skip_bad
+        self._reported: set[str] = set()  # unreadable files already named (skip_bad)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -209,7 +209,9 @@ class ImageFiles(Dataset):
             image = default_loader(path)  # PIL, converted to RGB (grayscale files too)
         except Exception as err:  # noqa: BLE001 - a truncated/corrupt file, caught here to name it
             if self.skip_bad:
-                warnings.warn(f"descentlab: skipped unreadable image {path}", stacklevel=1)
+                if path not in self._reported:  # one line per file and process, not per epoch
+                    self._reported.add(path)
+                    print(f"descentlab: skipped unreadable image {path}", file=sys.stderr)
                 return None
             raise UnreadableImageError(
                 f"{path}: not a readable image ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
