@@ -57,9 +57,11 @@ def test_api_load_gives_the_kept_model_and_predict_reproduces_its_test_accuracy(
 @pytest.mark.parametrize("source", ["model.pt", "checkpoints/best.ckpt", "."])
 def test_eval_py_tests_a_checkpoint_a_model_pt_or_a_run_dir(trained, tmp_path, source):
     out = tmp_path / "eval"
-    run_cli(
+    proc = run_cli(
         [*QUICK, f"ckpt_path={trained / source}", f"hydra.run.dir={out}"], script_name="eval.py"
     )
+    console = proc.stdout + proc.stderr  # as train.py's: no advertisement, each line once
+    assert "Tip:" not in console and console.count("GPU available") == 1, console[-2000:]
     metrics, training = read_metrics(out), read_metrics(trained)
     assert metrics["status"] == "completed" and metrics["ckpt_path"] == str(trained / source)
     # early stopping kept the best epoch, which best.ckpt also holds: the same test numbers

@@ -39,6 +39,8 @@ def tidy_console() -> None:
     if not any(isinstance(f, DropAdvertisements) for f in rank_zero.filters):
         rank_zero.addFilter(DropAdvertisements())
     warnings.filterwarnings("ignore", r".*sync_dist=True.*when logging on epoch level.*")
+    # Lightning's own use of a torch API torch has deprecated: not the user's to act on
+    warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     # the Classifier returns None on purpose for a batch with no readable image
     warnings.filterwarnings("ignore", r".*`training_step` returned `None`.*")
     # torchdata's StatefulDataLoader calls a torch function that torch has deprecated: not

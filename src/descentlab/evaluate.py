@@ -39,9 +39,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     from hydra.utils import instantiate
 
+    from descentlab.console import tidy_console
     from descentlab.loading import load
     from descentlab.train import _scalar, building, print_table, write_metrics
 
+    tidy_console()  # Lightning's info lines once, no advertisements (as train.py)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     with building("data"):
         datamodule = instantiate(cfg.data)

@@ -256,7 +256,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tidy_console()
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     configure_torch(cfg)
