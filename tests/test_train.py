@@ -194,3 +194,26 @@ def test_an_epoch_without_validation_records_no_validation_values(tmp_path):
     metrics = read_metrics(run_dir)
     assert metrics["best_epoch"] == 1 and metrics["val/loss"] == epochs["1"]["val/loss"]
     assert "last/train/loss" in metrics and not any(k.startswith("last/val/") for k in metrics)
+
+
+def test_validating_every_other_epoch_keeps_the_best_weights_and_a_current_last_ckpt(tmp_path):
+    # epochs 0-4, validated at 1 and 3: the last epoch trained after the best validation,
+    # so its weights must be replaced by the best ones (they were kept: model.pt and the
+    # test were epoch 4's while metrics.json said best_epoch 3), and last.ckpt must hold
+    # epoch 4 (it held epoch 3, and a resume of the finished run trained epoch 4 again)
+    import torch
+
+    run_dir = tmp_path / "run"
+    args = ["trainer.check_val_every_n_epoch=2", "trainer.max_epochs=5", "logger=none",
+            "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    run_cli(args)
+    metrics = read_metrics(run_dir)
+    assert metrics["best_epoch"] in (1, 3) and metrics["epochs"] == 5
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
+    kept = torch.load(run_dir / "model.pt", weights_only=True)
+    assert best["epoch"] == metrics["best_epoch"]
+    assert kept and all(torch.equal(kept[k], best["state_dict"][f"net.{k}"]) for k in kept)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 4
+    proc = run_cli([*args, "ckpt_path=last"])
+    assert "nothing to resume" in proc.stderr and read_metrics(run_dir) == metrics

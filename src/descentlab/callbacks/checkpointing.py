@@ -6,7 +6,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` for ``last.ckpt`` (every N epochs and/or every N training steps).
+    """``ModelCheckpoint`` for ``last.ckpt`` (every N epochs and/or every N training steps),
+    saved at the end of each training epoch, validated or not.
 
     A step-based save that falls on the last batch of an epoch would capture the state
     "epoch trained, not yet validated". Lightning resumes such a checkpoint by skipping
@@ -18,6 +19,11 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self, *args, every_n_train_steps: int | None = None,
                  every_n_epochs: int | None = None, **kwargs):  # fmt: skip
+        # At every training epoch's end (after its validation, when one runs), whatever
+        # trainer.check_val_every_n_epoch: Lightning's default for that setting saves after
+        # validations only, so last.ckpt fell behind by the unvalidated epochs and a resume
+        # of a finished run trained them again.
+        kwargs.setdefault("save_on_train_epoch_end", True)
         super().__init__(
             *args, every_n_train_steps=every_n_train_steps, every_n_epochs=every_n_epochs, **kwargs
         )

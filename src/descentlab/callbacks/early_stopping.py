@@ -33,6 +33,8 @@ class RestoreBestEarlyStopping(EarlyStopping):
         self.best_weights: dict[str, torch.Tensor] | None = None  # this process's copy only
         self.restored_best = False
         self.last_checked_epoch: int | None = None
+        self.best_step: int | None = None  # trainer.global_step when the best weights were seen
+        self._ended_on_best = False
 
     # Lightning runs its check from one of these two public hooks (which one depends on
     # check_on_train_epoch_end); each is wrapped to see what the check did, through the
@@ -58,7 +60,7 @@ class RestoreBestEarlyStopping(EarlyStopping):
             return
         self.last_checked_epoch = trainer.current_epoch
         if float(self.best_score) != before[0]:  # improved this epoch
-            self.best_epoch = trainer.current_epoch
+            self.best_epoch, self.best_step = trainer.current_epoch, trainer.global_step
             module = trainer.lightning_module
             self.best_weights = {
                 k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()
@@ -67,13 +69,22 @@ class RestoreBestEarlyStopping(EarlyStopping):
     @property
     def holds_best(self) -> bool:
         """True once training ended with the model holding ``best_epoch``'s weights."""
-        return self.best_epoch is not None and (
-            self.restored_best or self.best_epoch == self.last_checked_epoch
-        )
+        return self.best_epoch is not None and (self.restored_best or self._ended_on_best)
+
+    def _stepped_since_best(self, trainer) -> bool:
+        """Whether an optimizer step came after the best weights: epochs of patience, but
+        also epochs trained without a validation (``trainer.check_val_every_n_epoch=2``,
+        a ``max_steps`` cut), which a comparison of epochs would miss."""
+        if self.best_step is None:  # a checkpoint from before best_step was kept
+            return self.best_epoch != self.last_checked_epoch
+        return trainer.global_step != self.best_step
 
     def on_train_end(self, trainer, pl_module) -> None:
-        # The model holds the weights validated last; put the best ones back if they differ.
-        if self.best_epoch is None or self.best_epoch == self.last_checked_epoch:
+        # The model holds the weights of the last step; put the best ones back if they differ.
+        if self.best_epoch is None:
+            return
+        if not self._stepped_since_best(trainer):
+            self._ended_on_best = True
             return
         weights = self.best_weights or self._weights_from_best_checkpoint(trainer)
         if weights is None:
@@ -103,13 +114,15 @@ class RestoreBestEarlyStopping(EarlyStopping):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(best_epoch=self.best_epoch, last_checked_epoch=self.last_checked_epoch)
+        state.update(best_epoch=self.best_epoch, last_checked_epoch=self.last_checked_epoch,
+                     best_step=self.best_step)  # fmt: skip
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         self.best_epoch = state_dict.pop("best_epoch", None)
         self.last_checked_epoch = state_dict.pop("last_checked_epoch", None)
+        self.best_step = state_dict.pop("best_step", None)
         # checkpoints written before the lean format carry a copy of the weights: use it
         self.best_weights = state_dict.pop("best_weights", None)
         super().load_state_dict(state_dict)
