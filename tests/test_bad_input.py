@@ -53,7 +53,7 @@ BAD_VALUES = [
         ["trainer.check_val_every_n_epoch=0"],
         ["trainer.check_val_every_n_epoch=0", "positive integer"],
     ),
-    (["data.classes=5"], ["data.classes=5", "a list of class ids"]),
+    (["data.classes=5"], ["data.classes=5", "class ids"]),
     (["data.classes=[true,false]"], ["data.classes=[True, False]", "class ids"]),
     # values only the built object can judge: one line naming the config node
     (["trainer.precision=7"], ["trainer", "cannot be built", "precision"]),
@@ -79,6 +79,27 @@ BAD_VALUES = [
     (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
     # a ??? value that another key's interpolation reads (OmegaConf's own message was terse)
     (["+experiment=finetune_backbone"], ["pretrained='???'", "set it on the command line)"]),
+    # found by a hostile pass: tracebacks, or accepted and run wrongly
+    (["optimizer.lr=null"], ["optimizer.lr=None", "null is not one"]),
+    (["optimizer=torch_sgd", "optimizer.momentum=null"], ["optimizer.momentum=None", "a number"]),
+    (["ckpt_path=bogus://x/last.ckpt"], ["ckpt_path='bogus://x/last.ckpt'", "a readable URL"]),
+    (["model=backbone", "model.net.freeze=maybe"], ["model.net.freeze='maybe'", "true or false"]),
+    (
+        ["+experiment=finetune_backbone", "pretrained=null", "model.scheduler.T_max=0"],
+        ["model.scheduler.T_max=0", "positive integer"],
+    ),
+    (
+        ["model=backbone", "model.net.freeze=true", "callbacks=[default,finetune]"],
+        ["model.net.freeze=True", "unfreezes the backbone"],
+    ),
+    (
+        [
+            "model=backbone",
+            "callbacks=[default,finetune]",
+            "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=-1",
+        ],
+        ["unfreeze_backbone_at_epoch=-1", "integer >= 0"],
+    ),  # fmt: skip
 ]
 
 

@@ -91,6 +91,18 @@ def _check_net(net: DictConfig, resuming: bool = False) -> None:
     if not isinstance(bias, bool):
         raise ConfigError("model.net.bias", bias, "true or false")
     _check_number("model.net.dropout", net.get("dropout"), "a rate in [0, 1)", lambda v: 0 <= v < 1)
+    freeze = net.get("freeze", False)
+    if not isinstance(freeze, bool):  # a string such as "no" would otherwise count as true
+        raise ConfigError("model.net.freeze", freeze, "true or false")
+    checkpoint = net.get("checkpoint")
+    # a resumed run takes every weight from its checkpoint: the initial file is not read
+    if checkpoint is not None and not resuming and not os.path.isfile(checkpoint):
+        raise ConfigError(
+            "model.net.checkpoint",
+            checkpoint,
+            "an existing file (model.pt of an earlier run) or null",
+        )
+    # last: the list of torchvision's models imports torchvision (seconds)
     if str(net.get("_target_", "")).endswith("Backbone"):
         from descentlab.models.backbone import classification_models
 
@@ -100,17 +112,13 @@ def _check_net(net: DictConfig, resuming: bool = False) -> None:
                 net.get("name"),
                 "a torchvision classification model, e.g. resnet18, mobilenet_v3_small",
             )
-    checkpoint = net.get("checkpoint")
-    # a resumed run takes every weight from its checkpoint: the initial file is not read
-    if checkpoint is not None and not resuming and not os.path.isfile(checkpoint):
-        raise ConfigError(
-            "model.net.checkpoint",
-            checkpoint,
-            "an existing file (model.pt of an earlier run) or null",
-        )
 
 
 def _check_optimizer(optimizer: DictConfig) -> None:
+    # a key the optimizer config has, set to null: no optimizer takes None for these
+    for key in ("lr", "eps", "mu", "momentum", "beta", "dampening", "weight_decay"):
+        if key in optimizer and optimizer.get(key) is None:
+            raise ConfigError(f"optimizer.{key}", None, "a number (null is not one)")
     _check_number("optimizer.lr", optimizer.get("lr"), "a positive number", lambda v: v > 0)
     _check_number("optimizer.eps", optimizer.get("eps"), "a number >= 0", lambda v: v >= 0)
     for key in ("mu", "momentum", "beta", "dampening"):
@@ -198,13 +206,17 @@ def _check_top_level(cfg: DictConfig) -> None:
         raise ConfigError("flush_denormal", cfg.get("flush_denormal"), "true or false")
 
 
-def is_file(path) -> bool:
-    """A local file, or a file at any fsspec URL (``s3://...``: fsspec is imported only then)."""
+def is_file(path, key: str = "ckpt_path") -> bool:
+    """A local file, or a file at any fsspec URL (``s3://...``: fsspec is imported only then).
+    A URL whose protocol needs a package that is not installed is a ConfigError on ``key``."""
     if "://" not in str(path):
         return os.path.isfile(path)
     import fsspec
 
-    fs, where = fsspec.core.url_to_fs(str(path))
+    try:
+        fs, where = fsspec.core.url_to_fs(str(path))
+    except (ImportError, ValueError) as err:  # e.g. s3:// without s3fs; an unknown protocol
+        raise ConfigError(key, str(path), f"a readable URL ({str(err).splitlines()[0]})") from None
     return fs.isfile(where)
 
 
@@ -250,8 +262,7 @@ def validate(cfg: DictConfig) -> None:
         )  # fmt: skip
     _check_top_level(cfg)
     _check_data(cfg.data)
-    _check_transfer(cfg.model)  # before _check_net, which imports torchvision for model=backbone
-    _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)
+    _check_transfer(cfg.model)
     _check_optimizer(cfg.model.get("optimizer", {}))
     _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
                   lambda v: v >= 0)  # fmt: skip
@@ -263,7 +274,27 @@ def validate(cfg: DictConfig) -> None:
             "model.scheduler", scheduler,
             "null or a scheduler config: {_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,...}",
         )  # fmt: skip
+    if isinstance(scheduler, DictConfig) and "T_max" in scheduler:
+        # CosineAnnealingLR: 0 divides by zero after an epoch, a negative one runs backwards
+        if not _positive_int(scheduler.get("T_max")):
+            raise ConfigError("model.scheduler.T_max", scheduler.get("T_max"), "a positive integer")
+    callbacks = cfg.get("callbacks") or {}
+    unfreezing = callbacks.get("backbone_finetuning") or {}
+    at = unfreezing.get("unfreeze_backbone_at_epoch", 0)
+    if not (_is_number(at) and isinstance(at, int) and at >= 0):
+        key = "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch"
+        raise ConfigError(key, at, "an integer >= 0")
+    _check_number("callbacks.backbone_finetuning.backbone_initial_ratio_lr",
+                  unfreezing.get("backbone_initial_ratio_lr"), "a number > 0", lambda v: v > 0)  # fmt: skip
+    if cfg.model.get("net", {}).get("freeze") is True and unfreezing:
+        raise ConfigError(
+            "model.net.freeze", True,
+            "false with callbacks=[default,finetune] (its BackboneFinetuning unfreezes the "
+            "backbone at callbacks.backbone_finetuning.unfreeze_backbone_at_epoch)",
+        )  # fmt: skip
     _check_trainer(cfg.trainer)
+    # late: for model=backbone it imports torchvision (seconds) to check the model's name
+    _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "", "last") and not is_file(ckpt_path):
         raise ConfigError("ckpt_path", ckpt_path, "an existing checkpoint file, 'last', or null")
