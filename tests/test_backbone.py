@@ -102,10 +102,12 @@ def test_gradual_unfreezing_with_backbone_finetuning(make_cfg):
 
 
 @pytest.mark.slow
-def test_fine_tuning_beats_scratch_at_3_and_30_percent_of_the_labels(tmp_path):
-    """The README's transfer table, at two of its label fractions, same seed: the recipe
-    (+experiment=finetune_backbone with a pretrained model.pt) is at least as good as
-    training from scratch (pretrained=null). The same commands as the table's."""
+def test_fine_tuning_wins_at_3_percent_of_the_labels_and_ties_at_30(tmp_path):
+    """The README's transfer table at two of its label fractions, one seed, the table's
+    commands: +experiment=finetune_backbone with a pretrained model.pt against pretrained=null.
+    At 3 % the recipe won every seed by 0.31 to 0.65 (mean +0.48); at 30 % the arms tie (the
+    8 seeds split 4-3, paired differences within ±0.035, mean +0.003): fine-tuning must not
+    lose there by more than 0.02."""
     pretrain = tmp_path / "pretrain"
     run_cli(["+experiment=pretrain_backbone", f"hydra.run.dir={pretrain}", "logger=none",
              "callbacks.progress_bar=null"])  # fmt: skip
@@ -117,5 +119,5 @@ def test_fine_tuning_beats_scratch_at_3_and_30_percent_of_the_labels(tmp_path):
             run_cli(["+experiment=finetune_backbone", f"pretrained={ckpt}", f"data.train_fraction={fraction}",
                      f"hydra.run.dir={run_dir}", "logger=none", "callbacks.progress_bar=null"])  # fmt: skip
             results[label, fraction] = read_metrics(run_dir)["test/acc"]
-    for fraction in (0.03, 0.3):
-        assert results["finetuned", fraction] >= results["scratch", fraction], results
+    assert results["finetuned", 0.03] >= results["scratch", 0.03] + 0.2, results
+    assert results["finetuned", 0.3] >= results["scratch", 0.3] - 0.02, results
