@@ -39,6 +39,9 @@ def tidy_console() -> None:
     if not any(isinstance(f, DropAdvertisements) for f in rank_zero.filters):
         rank_zero.addFilter(DropAdvertisements())
     warnings.filterwarnings("ignore", r".*sync_dist=True.*when logging on epoch level.*")
+    # A resume writes into its own checkpoints/ on purpose (a fresh run into a dir that holds
+    # a run is refused before this point, by the run-dir guard)
+    warnings.filterwarnings("ignore", r".*Checkpoint directory .* exists and is not empty.*")
     # Lightning's own use of a torch API torch has deprecated: not the user's to act on
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
     # the Classifier returns None on purpose for a batch with no readable image
