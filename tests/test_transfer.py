@@ -242,3 +242,6 @@ def test_a_fine_tuned_run_resumes_after_its_pretrained_file_moved(tmp_path):
     proc = run_cli([*tuned, "trainer.max_epochs=4", "ckpt_path=last"], check=False)
     line = one_error_line(proc)
     assert "model.scheduler.T_max (= ${trainer.max_epochs}): 2 -> 4" in line, line
+    # and "nothing to resume" does not advise raising trainer.max_epochs for it
+    proc = run_cli([*tuned, "ckpt_path=last"])
+    assert "nothing to resume" in proc.stderr and "a longer run is a new run" in proc.stderr

@@ -171,9 +171,20 @@ def precheck(path: str, cfg: DictConfig) -> dict:
             if early_stopped(checkpoint)
             else f"reached trainer.max_epochs={max_epochs}"
         )
+        raw = flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
+                       for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+        follows = sorted(
+            k for k, v in raw.items() if isinstance(v, str) and "trainer.max_epochs" in v
+        )
+        hint = (
+            f"{follows[0]} follows trainer.max_epochs, so a longer run is a new run: another "
+            f"hydra.run.dir"
+            if follows
+            else "raise trainer.max_epochs to train a run that did not early-stop"
+        )
         raise RunAlreadyFinished(
             f"nothing to resume: the run of {path} already finished ({why} after {done} epochs); "
-            f"its results are unchanged (raise trainer.max_epochs to train a run that did not early-stop)"
+            f"its results are unchanged ({hint})"
         )
     return checkpoint
 
