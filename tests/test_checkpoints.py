@@ -104,3 +104,18 @@ def test_a_resumed_run_restores_the_best_weights_from_best_ckpt(make_cfg, tmp_pa
     kept = torch.load(tmp_path / "model.pt", weights_only=True)
     for key, value in kept.items():
         assert torch.equal(best["state_dict"][f"net.{key}"], value), key
+
+
+def test_a_resume_follows_the_configs_early_stopping_patience(make_cfg):
+    # Gradient ascent from epoch 2 on (as above): every later epoch is worse. With the first
+    # run's patience (2) restored from the checkpoint, the resumed run would stop early at
+    # epoch 3 (its last); the resume's own patience=10 lets it complete. (Later epochs diverge.)
+    ascent = ["optimizer=torch_sgd", "optimizer.lr=0.1", "logger=none",
+              "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
+              "milestones:[2],gamma:-1.0}"]  # fmt: skip
+    first = run(make_cfg(*ascent, "trainer.max_epochs=3", "callbacks.early_stopping.patience=2"))
+    assert first["status"] == "completed" and first["best_epoch"] == 1
+    resumed = run(make_cfg(*ascent, "trainer.max_epochs=4", "callbacks.early_stopping.patience=10",
+                           "ckpt_path=last"))  # fmt: skip
+    assert resumed["status"] == "completed" and resumed["epochs"] == 4, resumed
+    assert resumed["best_epoch"] == 1

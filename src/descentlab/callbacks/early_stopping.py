@@ -125,4 +125,8 @@ class RestoreBestEarlyStopping(EarlyStopping):
         self.best_step = state_dict.pop("best_step", None)
         # checkpoints written before the lean format carry a copy of the weights: use it
         self.best_weights = state_dict.pop("best_weights", None)
+        configured = self.patience
         super().load_state_dict(state_dict)
+        # Lightning restores the checkpoint's patience too; a resume may change callbacks
+        # (callbacks.early_stopping.patience=...), and the run's config is the one to follow
+        self.patience = configured
