@@ -3,6 +3,8 @@ fresh top layers; a one-sample batch under BatchNorm."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -133,6 +135,25 @@ def test_gradual_unfreezing_trains_fresh_layers_from_the_first_epoch(make_cfg, t
                           enable_checkpointing=False)  # fmt: skip
     trainer.fit(model, datamodule=instantiate(cfg.data))
     assert changed == {"layer1": False, "layer4": True}  # pretrained frozen, fresh trained
+
+
+def test_a_run_resumed_after_the_unfreezing_epoch_trains_its_backbone(make_cfg, tmp_path):
+    path, _ = saved_backbone(tmp_path, seed=1)
+    args = ["model=backbone", "model.net.name=resnet18", f"model.net.checkpoint={path}",
+            "callbacks=[default,finetune]", "data.train_fraction=0.05", "logger=none",
+            "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1"]  # fmt: skip
+    run(make_cfg(*args, "trainer.max_epochs=2", subdir="run"))  # unfrozen in epoch 1
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=False)["state_dict"]["net.backbone.conv1.weight"]
+    run(make_cfg(*args, "trainer.max_epochs=3", "ckpt_path=last", subdir="run"))
+    after = torch.load(last, weights_only=False)
+    assert after["epoch"] == 2
+    # Lightning's callback left the resumed backbone frozen: conv1 did not move in epoch 2
+    assert not torch.equal(after["state_dict"]["net.backbone.conv1.weight"], before)
+    run(make_cfg(*args, "trainer.max_epochs=3", subdir="straight"))  # never interrupted
+    histories = [json.loads((tmp_path / d / "history.json").read_text())["epochs"]
+                 for d in ("run", "straight")]  # fmt: skip
+    assert histories[0] == histories[1]
 
 
 def test_gradual_unfreezing_through_the_cli_unfreezes_without_lightnings_warning(tmp_path):
