@@ -428,14 +428,34 @@ def main(cfg: DictConfig) -> float | None:
       number, also in a multirun: the sweep does not start its next job.
     - Resuming a finished run says so and exits 0 without writing anything.
     """
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        return _report(cfg, output_dir)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Destroy the DDP process group a run created, before the interpreter exits: left to
+    the interpreter's teardown, gloo's threads could abort a rank ("terminate called without
+    an active exception", exit -6) after its run had finished."""
+    torch = sys.modules.get("torch")  # never imported: no group to leave
+    if (
+        torch is not None
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    ):
+        torch.distributed.destroy_process_group()
+
+
+def _report(cfg: DictConfig, output_dir: Path) -> float | None:
+    """:func:`main`'s work: the run, and how it ended (see there)."""
+    # all torch-free: a refused config exits before torch and Lightning are imported (~1 s)
     from descentlab import run_dir
     from descentlab.cli import one_line
-    from descentlab.errors import RunAlreadyFinished, RunInterrupted  # torch-free: a refused
-
-    # config then exits before torch and Lightning are imported (about a second)
+    from descentlab.errors import RunAlreadyFinished, RunInterrupted
     from descentlab.run_dir import remove_if_empty
 
-    output_dir = Path(cfg.paths.output_dir)
     try:
         metrics = run(cfg)
     except RunAlreadyFinished as done:
