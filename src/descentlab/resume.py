@@ -40,6 +40,12 @@ def fixed_config(cfg: DictConfig) -> dict[str, Any]:
             else cfg.get(key) for key in RESUME_FIXED if key in cfg}  # fmt: skip
 
 
+def raw_fixed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The fixed sections' keys, flattened, unresolved: ``${...}`` where a key follows another."""
+    return flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
+                    for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
@@ -142,8 +148,7 @@ def precheck(path: str, cfg: DictConfig) -> dict:
         before, now = flatten(saved), flatten(fixed_config(cfg))
         differing = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if differing:
-            raw = flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
-                           for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+            raw = raw_fixed_config(cfg)
 
             def named(key: str) -> str:  # a key that follows another one says which
                 source = raw.get(key)
@@ -171,8 +176,7 @@ def precheck(path: str, cfg: DictConfig) -> dict:
             if early_stopped(checkpoint)
             else f"reached trainer.max_epochs={max_epochs}"
         )
-        raw = flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
-                       for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+        raw = raw_fixed_config(cfg)
         follows = sorted(
             k for k, v in raw.items() if isinstance(v, str) and "trainer.max_epochs" in v
         )
