@@ -413,7 +413,7 @@ def image_folder_item(tiny: bool, repeats: int) -> dict:
         Path(tempfile.mkdtemp(prefix="bench-folder-")) if tiny else ROOT / "data" / "bench_folder"
     )
     if tiny:
-        return image_folder_overhead(work_dir, epochs=(1, 2), repeats=1, per_class=20)
+        return image_folder_overhead(work_dir, epochs=3, repeats=1, per_class=20)
     return image_folder_overhead(work_dir, repeats=repeats)
 
 

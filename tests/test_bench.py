@@ -60,6 +60,8 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
     assert set(results["scaling"]["seconds_per_epoch_by_data"]) == {"x1", "x2", "x4"}
     folder = results["image_folder"]  # data=image_folder: train.py vs the same DataLoader by hand
     assert folder["files"] == 2 * 10 * 20  # 20 of each digit, once as PNG and once as JPEG
+    # a run of 3 epochs times epochs 2 and 3 on both sides (train.py through the clock callback)
+    assert folder["epochs_timed"] == {"descentlab": 2, "hand_loop": 2}
     for side in ("descentlab", "hand_loop"):
         assert folder["images_per_second"][side] > 0
     assert folder["ratio"] == pytest.approx(
