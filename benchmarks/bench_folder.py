@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "bench_folder")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    if args.epochs < 3 or args.repeats < 1:
+        parser.error("--epochs at least 3 (the first epoch is not timed), --repeats at least 1")
     if args.tiny:
         result = image_folder_overhead(args.work_dir, epochs=3, repeats=1, per_class=20)
     else:

@@ -68,3 +68,19 @@ def test_bench_runs_at_a_tiny_size_and_writes_bench_json(tmp_path):
         folder["seconds_per_epoch"]["descentlab"]["median"]
         / folder["seconds_per_epoch"]["hand_loop"]["median"]
     )
+
+
+def test_bench_folder_refuses_a_run_too_short_to_time_in_one_line():
+    """Its first epoch is not timed (workers starting): 2 epochs would leave one interval."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_folder.py"), "--epochs", "2"],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--epochs at least 3 (the first epoch is not timed), --repeats at least 1")
+    )
+    assert "Traceback" not in proc.stderr
