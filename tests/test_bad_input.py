@@ -83,6 +83,8 @@ BAD_VALUES = [
     (["optimizer.lr=null"], ["optimizer.lr=None", "null is not one"]),
     (["optimizer=torch_sgd", "optimizer.momentum=null"], ["optimizer.momentum=None", "a number"]),
     (["ckpt_path=bogus://x/last.ckpt"], ["ckpt_path='bogus://x/last.ckpt'", "a readable URL"]),
+    # ckpt_path=$CKPT with CKPT unset: was read as "no checkpoint" and trained a new run
+    (["ckpt_path="], ["ckpt_path=''", "it is empty: an unset shell variable?"]),
     (["model=backbone", "model.net.freeze=maybe"], ["model.net.freeze='maybe'", "true or false"]),
     (
         ["+experiment=finetune_backbone", "pretrained=null", "model.scheduler.T_max=0"],

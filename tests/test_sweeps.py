@@ -162,3 +162,12 @@ def test_w_and_b_sweep_files_are_not_a_config_group():
     proc = run_cli(["--help"])
     groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "optimizer:" in groups and "sweep" not in groups
+
+
+def test_a_sweep_where_no_job_completed_exits_1(tmp_path):
+    """Failed jobs do not stop a sweep (exit 0 when any completed), but a sweep that produced
+    nothing must be visible to a script: it exited 0 with '0 of 2 jobs completed'."""
+    proc = run_cli(["-m", "optimizer.lr=-1,-2", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                   check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "0 of 2 jobs completed" in proc.stderr and "job 1 failed: optimizer.lr=-2" in proc.stderr

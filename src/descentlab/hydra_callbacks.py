@@ -55,6 +55,9 @@ class RunDirGuard(Callback):
             return
         path = Path(str(config.hydra.run.dir))
         try:
+            from descentlab.validate import check_ckpt_path_not_empty
+
+            check_ckpt_path_not_empty(config.get("ckpt_path"))  # before the run dir is locked
             run_dir.lock(path)
             from descentlab.job import requeued_checkpoint
 
@@ -158,6 +161,10 @@ class SweepSummary(Callback):
             f"completed; results in {config.hydra.sweep.dir}",
             file=sys.stderr,
         )
+        if jobs and len(bad) == len(jobs):
+            # a failed job does not stop the sweep, but a sweep that produced nothing is a
+            # failure a script or CI job must see (it exited 0)
+            sys.exit(1)
 
 
 def _job_order(path: Path) -> tuple[int, str]:

@@ -250,11 +250,22 @@ def _missing_keys(cfg: DictConfig) -> list[str]:
     return sorted(found)
 
 
+def check_ckpt_path_not_empty(ckpt_path) -> None:
+    """``ckpt_path=`` (an empty value, as from an unset shell variable: ``ckpt_path=$CKPT``) is
+    refused: read as "no checkpoint", it silently trained a new run instead of resuming."""
+    if isinstance(ckpt_path, str) and not ckpt_path.strip():
+        raise ConfigError(
+            "ckpt_path", ckpt_path,
+            "an existing checkpoint file, 'last', or null (it is empty: an unset shell variable?)",
+        )  # fmt: skip
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value found."""
+    check_ckpt_path_not_empty(cfg.get("ckpt_path"))
     missing = _missing_keys(cfg)
     if missing:
-        resuming = cfg.get("ckpt_path") not in (None, "")
+        resuming = cfg.get("ckpt_path") is not None
         raise ConfigError(
             missing[0], "???",
             "a value is required here (set it on the command line"
@@ -296,5 +307,5 @@ def validate(cfg: DictConfig) -> None:
     # late: for model=backbone it imports torchvision (seconds) to check the model's name
     _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path not in (None, "", "last") and not is_file(ckpt_path):
+    if ckpt_path not in (None, "last") and not is_file(ckpt_path):
         raise ConfigError("ckpt_path", ckpt_path, "an existing checkpoint file, 'last', or null")
