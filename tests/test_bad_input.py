@@ -83,6 +83,15 @@ BAD_VALUES = [
     (["optimizer.lr=null"], ["optimizer.lr=None", "null is not one"]),
     (["optimizer=torch_sgd", "optimizer.momentum=null"], ["optimizer.momentum=None", "a number"]),
     (["ckpt_path=bogus://x/last.ckpt"], ["ckpt_path='bogus://x/last.ckpt'", "a readable URL"]),
+    # data=image_folder: -1 was a DataLoader traceback leaving a run dir; 0 was read as "unset"
+    (
+        ["data=image_folder", "data.root=/no/such/folder", "data.num_workers=-1"],
+        ["data.num_workers=-1", "an integer >= 0"],
+    ),
+    (
+        ["data=image_folder", "data.root=/no/such/folder", "data.image_size=0"],
+        ["data.image_size=0", "a positive integer (pixels)"],
+    ),
     # ckpt_path=$CKPT with CKPT unset: was read as "no checkpoint" and trained a new run
     (["ckpt_path="], ["ckpt_path=''", "it is empty: an unset shell variable?"]),
     (["model=backbone", "model.net.freeze=maybe"], ["model.net.freeze='maybe'", "true or false"]),

@@ -181,6 +181,17 @@ def bad_trees(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     write_image_folder(root / "val", per_class=1, size=16, classes=[5])
     cases["is not among the training classes"] = (root, str(root / "val" / "5"))
     cases["is not a folder"] = (tmp_path / "nope", str(tmp_path / "nope"))
+    # found by a hostile pass: a link back to the root listed every image again and again
+    # under class 0 (exit 0, ~40x the data, val/acc 0.98 on noise); two links to one folder
+    # would give its images two labels
+    root = tmp_path / "link_cycle"
+    write_image_folder(root, per_class=3, size=16, classes=[0, 1])
+    (root / "0" / "loop").symlink_to("..", target_is_directory=True)
+    cases["images would be read twice"] = (root, str(root / "0" / "loop"))
+    root = tmp_path / "shared_folder"
+    write_image_folder(root, per_class=3, size=16, classes=[0, 1])
+    (root / "1" / "also0").symlink_to(root / "0", target_is_directory=True)
+    cases["also read as " + str(root / "0")] = (root, str(root / "1" / "also0"))
     return cases
 
 

@@ -50,6 +50,19 @@ def _check_data(data: DictConfig) -> None:
             "data.val_fraction", val,
             f"a fraction that leaves training data: val_fraction + test_fraction ({test}) < 1",
         )  # fmt: skip
+    workers = data.get("num_workers")
+    if workers is not None and not (
+        workers == 0 and type(workers) is int or _positive_int(workers)
+    ):
+        raise ConfigError(
+            "data.num_workers", workers, "an integer >= 0 (0: load in the main process) or null"
+        )
+    for key in ("image_size", "resize_size"):  # data=image_folder's preprocessing, in pixels
+        value = data.get(key)
+        if value is not None and not _positive_int(value):
+            raise ConfigError(
+                f"data.{key}", value, "a positive integer (pixels), or null for the default"
+            )
     augment = data.get("augment")
     if augment is not None and not (isinstance(augment, DictConfig) and "_target_" in augment):
         raise ConfigError(

@@ -78,6 +78,25 @@ def class_names(root: str | Path) -> list[str]:
     return names
 
 
+def check_no_folder_read_twice(folder: Path) -> None:
+    """Refuse a folder link that leads to a folder already read: torchvision's
+    ``make_dataset`` follows links (``os.walk(followlinks=True)``), so a link to an ancestor
+    listed every image below it again and again under the link's class (a cycle, until the
+    path grew too long), and two links to one folder gave its images two labels."""
+    seen: dict[str, str] = {}
+    for current, subfolders, _ in os.walk(folder, followlinks=True):
+        seen.setdefault(os.path.realpath(current), current)
+        for name in list(subfolders):
+            path = os.path.join(current, name)
+            target = os.path.realpath(path)
+            if target in seen:  # an ancestor, or a folder listed already
+                raise DataError(
+                    f"{path}: a folder link to {target}, also read as {seen[target]}: its "
+                    "images would be read twice (remove the link)"
+                )
+            seen[target] = path
+
+
 def scan(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
     """``(path, label)`` of every image under ``folder/<class>/``, checking the classes match."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
@@ -92,6 +111,7 @@ def scan(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
         raise DataError(
             f"{folder / extra[0]}: class {extra[0]!r} is not among the training classes {classes}"
         )
+    check_no_folder_read_twice(folder)
     samples = make_dataset(
         folder, {c: i for i, c in enumerate(classes)}, IMG_EXTENSIONS, allow_empty=True
     )
