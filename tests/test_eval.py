@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,7 +97,23 @@ def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
         )  # fmt: skip
     )
     assert "ckpt_path=" in error and "run dir" in error
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # the model's 10 classes, but 5 features for its 8x8 inputs: was a matmul traceback
+    np.savez(tmp_path / "five.npz", x=np.zeros((100, 5), np.float32), y=np.arange(100) % 10)
+    error = one_error_line(
+        run_cli(
+            [
+                *QUICK,
+                f"ckpt_path={trained}",
+                "data=arrays",
+                f"data.path={tmp_path / 'five.npz'}",
+                f"hydra.run.dir={tmp_path / 'c'}",
+            ],
+            script_name="eval.py",
+            check=False,
+        )  # fmt: skip
+    )
+    assert "inputs of shape [5]" in error and "the model's input shape [1, 8, 8]" in error, error
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_an_optable_model_loads_with_its_op_table_loss(make_cfg, tmp_path):
