@@ -63,18 +63,33 @@ def test_bad_array_files_are_one_line_naming_the_file(tmp_path):
     np.savez(tmp_path / "float_y.npz", x=x, y=y.astype(np.float32))
     np.savez(tmp_path / "short_y.npz", x=x, y=y[:10])
     (tmp_path / "data.csv").write_text("1,2,3\n")
+    # found by a hostile pass: a NaN was a NaN loss at step 0 blamed on the learning rate, a
+    # label of 10**9 a model of 10**9 outputs (out of memory), an empty file "the train split
+    # is empty" without its name, a folder "does not exist"; each message was also wrapped in
+    # "data: cannot be built from the config (InterpolationResolutionError: ...)"
+    x_nan = x.copy()
+    x_nan[7, 1] = np.nan
+    np.savez(tmp_path / "nan_x.npz", x=x_nan, y=y)
+    np.savez(tmp_path / "huge_y.npz", x=x, y=np.where(np.arange(20) == 3, 10**9, y))
+    np.savez(tmp_path / "empty.npz", x=x[:0], y=y[:0])
+    (tmp_path / "folder.npz").mkdir()
     cases = {
         "missing.npz": "does not exist",
         "data.csv": "a .npz file",
         "no_y.npz": "needs arrays named x and y",
         "float_y.npz": "integer labels",
         "short_y.npz": "one row per label",
+        "nan_x.npz": "x holds NaN or inf in 1 rows (the first: row 7)",
+        "huge_y.npz": "the largest, 1000000000, makes more classes than the file has rows (20)",
+        "empty.npz": "x and y hold no rows",
+        "folder.npz": "is a folder, not a .npz file",
     }
     for name, words in cases.items():
         proc = run_cli(["data=arrays", f"data.path={tmp_path / name}", *QUICK,
                         f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
         line = one_error_line(proc)
         assert words in line and name in line, line
+        assert "cannot be built" not in line, line
 
 
 # -- data=image_folder: the folder --------------------------------------------------------

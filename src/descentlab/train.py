@@ -199,6 +199,18 @@ class BuildError(DescentlabError):
     """An object of the config could not be built (a bad value its class refused)."""
 
 
+def _own_error_within(err: BaseException) -> DescentlabError | None:
+    """A one-line error of ours that ``err`` wraps: Hydra's InstantiationException, or
+    OmegaConf's InterpolationResolutionError around a resolver's (``data.dims`` reads the
+    data file), whose message only adds "raised while resolving interpolation"."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, DescentlabError):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 @contextmanager
 def building(group: str):
     """Report any failure to build ``group`` from the config as one line naming it."""
@@ -210,8 +222,9 @@ def building(group: str):
         raise
     except Exception as err:  # noqa: BLE001 - whatever the class raised, the config is the cause
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
-        if isinstance(cause, DescentlabError):  # a class's own one-line error names the key
-            raise cause from None
+        ours = _own_error_within(err)
+        if ours is not None:  # a class's (or a resolver's) own one-line error names the key
+            raise ours from None
         from descentlab.cli import one_line
 
         where = re.search(r"full_key: (\S+)", str(err))

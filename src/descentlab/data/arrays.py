@@ -28,6 +28,8 @@ def load_arrays(path: str | Path) -> Split:
             str(path),
             "a .npz file (arrays x, y) or a .pt file (a dict of tensors x, y)",
         )
+    if path.is_dir():
+        raise DataError(f"data.path={str(path)!r} is a folder, not a {path.suffix} file")
     if not path.is_file():
         raise DataNotFoundError(f"data.path={str(path)!r} does not exist")
     try:
@@ -54,9 +56,25 @@ def load_arrays(path: str | Path) -> Split:
         raise DataError(
             f"{path}: x must have one row per label: x has shape {tuple(x.shape)}, y has {len(y)} labels"
         )
-    if len(y) and int(y.min()) < 0:
+    if len(y) == 0:
+        raise DataError(f"{path}: x and y hold no rows")
+    if int(y.min()) < 0:
         raise DataError(f"{path}: labels must be class ids >= 0, found {int(y.min())}")
-    return x.float(), y.long()
+    if int(y.max()) + 1 > len(y):
+        # the classes are 0..max: more of them than rows leaves most without one sample (and
+        # a label of 10**9 built a model with 10**9 outputs until the memory ran out)
+        raise DataError(
+            f"{path}: labels must be class ids 0..K-1; the largest, {int(y.max())}, makes more "
+            f"classes than the file has rows ({len(y)})"
+        )
+    x = x.float()
+    finite = torch.isfinite(x).flatten(1).all(1)
+    if not bool(finite.all()):  # else the run stops at its first step with a NaN loss
+        rows = (~finite).nonzero().flatten()
+        raise DataError(
+            f"{path}: x holds NaN or inf in {len(rows)} rows (the first: row {int(rows[0])})"
+        )
+    return x, y.long()
 
 
 @lru_cache(maxsize=8)
