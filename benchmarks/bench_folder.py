@@ -209,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 3 or args.repeats < 1:
         parser.error("--epochs at least 3 (the first epoch is not timed), --repeats at least 1")
+    # checked before minutes of measuring: a bad --out lost the figures at the end
+    if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
+        parser.error(f"--out {args.out}: not a file in an existing folder")
+    if args.work_dir.exists() and not args.work_dir.is_dir():
+        parser.error(f"--work-dir {args.work_dir}: not a folder")
+    try:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--work-dir {args.work_dir}: cannot be created ({err.strerror})")
     if args.tiny:
         result = image_folder_overhead(args.work_dir, epochs=3, repeats=1, per_class=20)
     else:
