@@ -52,7 +52,7 @@ def _check_data(data: DictConfig) -> None:
         )  # fmt: skip
     workers = data.get("num_workers")
     if workers is not None and not (
-        workers == 0 and type(workers) is int or _positive_int(workers)
+        _positive_int(workers) or (workers == 0 and type(workers) is int)
     ):
         raise ConfigError(
             "data.num_workers", workers, "an integer >= 0 (0: load in the main process) or null"
