@@ -1,6 +1,6 @@
 """Train a model: ``python train.py [+experiment=NAME] [group=option ...] [key=value ...]``.
 
-A thin Hydra entry point; the work happens in ``descentlab.train.run``.
+A thin Hydra entry point; the work happens in ``descentlab.run.train.run``.
 """
 
 import sys
@@ -9,12 +9,12 @@ import hydra
 from omegaconf import DictConfig
 
 import descentlab.config  # noqa: F401  (registers the resolvers the configs use)
-from descentlab.cli import short_config_errors
+from descentlab.config.cli import short_config_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from descentlab.train import main as run_main
+    from descentlab.run.train import main as run_main
 
     return run_main(cfg)
 

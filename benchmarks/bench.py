@@ -59,7 +59,7 @@ def _data_and_network(data: str, data_dir: str, device: str, hidden: list[int]):
     from descentlab.models.mlp import MLP
 
     # Importing Lightning (for our data module) sets this; a hand-written loop never
-    # imports Lightning, so it never pays for the NVML probe (see descentlab.runtime).
+    # imports Lightning, so it never pays for the NVML probe (see descentlab.run.runtime).
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     torch.manual_seed(0)
     torch.set_flush_denormal(True)  # as train.py does (flush_denormal: true)

@@ -12,7 +12,7 @@ from torchvision import models
 from conftest import read_metrics, run_cli
 from descentlab.errors import CheckpointError, ConfigError
 from descentlab.models.backbone import Backbone
-from descentlab.train import run
+from descentlab.run.train import run
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])

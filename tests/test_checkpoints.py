@@ -6,9 +6,10 @@ import fsspec
 import pytest
 import torch
 
-from descentlab.checkpoints import SafeCheckpointIO, load_checkpoint
 from descentlab.errors import CheckpointError
-from descentlab.train import run
+from descentlab.run.train import run
+from descentlab.storage.checkpoints import SafeCheckpointIO
+from descentlab.torchfile import load_checkpoint
 
 QUICK = ["logger=none", "trainer.max_epochs=2"]
 

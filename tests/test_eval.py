@@ -11,7 +11,7 @@ from descentlab import api
 from descentlab.data import DigitsDataModule
 from descentlab.models.backbone import Backbone
 from descentlab.models.classifier import Classifier
-from descentlab.train import run
+from descentlab.run.train import run
 
 QUICK = ["callbacks.progress_bar=null", "logger=none"]
 

@@ -12,7 +12,7 @@ from torch import nn
 from descentlab.callbacks.diagnostics import activation_variances
 from descentlab.init import Initializer, fans
 from descentlab.models.mlp import MLP
-from descentlab.train import run
+from descentlab.run.train import run
 
 SHAPE = (384, 768)  # n_out, n_in: ~295k samples, a relative standard error of ~0.26 %
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import read_metrics, run_cli
 from descentlab.report import load_runs, markdown_table
-from descentlab.train import main
+from descentlab.run.train import main
 from wandb_records import records
 
 

@@ -19,8 +19,8 @@ from descentlab.autograd.worked_example import (
     intermediates_by_hand,
 )
 from descentlab.data.tensor_data import TensorBatches
-from descentlab.minibatch import minibatch_gradient_variance, per_sample_gradients
 from descentlab.models.mlp import MLP
+from descentlab.optim.minibatch import minibatch_gradient_variance, per_sample_gradients
 
 
 # ------------------------------------------------ the worked example, node by node

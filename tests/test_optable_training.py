@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from conftest import ROOT, read_metrics, requires_gpu, run_cli
 from descentlab.autograd import ops
 from descentlab.autograd.layers import native_forward, op_cross_entropy
-from descentlab.callbacks import OpVerificationError
-from descentlab.train import run
+from descentlab.errors import OpVerificationError
+from descentlab.run.train import run
 
 
 def test_optable_and_native_mlp_share_parameters_and_gradients(make_cfg):

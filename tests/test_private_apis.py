@@ -17,15 +17,15 @@ SRC = ROOT / "src" / "descentlab"
 # (file relative to src/descentlab, private name): why no public route exists.
 ALLOWED_ACCESS = {
     (
-        "cli.py",
+        "config/cli.py",
         "hydra._internal.utils",
     ): "Hydra has no public hook to format its errors (run_and_report)",
-    ("cli.py", "run_and_report"): "the function patched, see above",
-    ("cli.py", "_descentlab"): "our own marker on the patched function",
+    ("config/cli.py", "run_and_report"): "the function patched, see above",
+    ("config/cli.py", "_descentlab"): "our own marker on the patched function",
 }
 ALLOWED_OVERRIDES = {
     # Lightning's CSV writer deletes metrics.csv in its constructor, with no switch to keep it
-    ("descentlab.loggers", "_AppendingWriter", "_check_log_dir_exists"),
+    ("descentlab.run.loggers", "_AppendingWriter", "_check_log_dir_exists"),
 }
 
 

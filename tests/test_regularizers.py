@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 from conftest import read_metrics, run_cli
 from descentlab.data.augment import RandomHorizontalFlipBatch, augmentation, batch_affine
 from descentlab.models.classifier import squared_weight_norm
-from descentlab.train import run
+from descentlab.run.train import run
 
 
 def test_penalty_is_lambda_times_squared_weights_not_biases(make_cfg):

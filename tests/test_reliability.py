@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from conftest import ROOT, read_metrics, run_cli
-from descentlab.checkpoints import SafeCheckpointIO, load_checkpoint
 from descentlab.errors import CheckpointError
+from descentlab.storage.checkpoints import SafeCheckpointIO
+from descentlab.torchfile import load_checkpoint
 
 BAD_INPUT = [
     # (overrides, words the one-line message must contain)
@@ -107,7 +108,7 @@ def test_safe_checkpoint_io_refuses_non_finite_weights(tmp_path):
 
 SAVE_BIG = """
 import sys, torch
-from descentlab.checkpoints import SafeCheckpointIO
+from descentlab.storage.checkpoints import SafeCheckpointIO
 SafeCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(100_000_000)}}, sys.argv[1])
 """
 

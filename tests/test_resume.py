@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, one_error_line, read_metrics, run_cli
-from descentlab.resume import CONFIG_KEY
+from descentlab.torchfile import CONFIG_KEY
 
 QUICK = ["callbacks.progress_bar=null", "trainer.deterministic=true"]
 IGNORED = ("ckpt_path", "model_path")  # paths differ between run dirs
@@ -340,7 +340,7 @@ def test_a_second_run_into_a_run_dir_in_use_is_refused(tmp_path):
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     # A process that takes the lock and is killed with SIGKILL: the kernel frees the lock.
-    code = "from descentlab import run_dir; import sys, time; run_dir.lock(sys.argv[1]); print('locked', flush=True); time.sleep(60)"
+    code = "from descentlab.run import run_dir; import sys, time; run_dir.lock(sys.argv[1]); print('locked', flush=True); time.sleep(60)"
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )

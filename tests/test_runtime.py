@@ -1,4 +1,4 @@
-"""Process-wide torch settings (descentlab.runtime)."""
+"""Process-wide torch settings (descentlab.run.runtime)."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from descentlab.runtime import NVML_CHECK
+from descentlab.run.runtime import NVML_CHECK
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
@@ -17,7 +17,7 @@ def test_importing_lightning_sets_the_nvml_probe_and_a_run_without_cuda_drops_it
     code = f"""
 import os, torch, lightning
 from omegaconf import OmegaConf
-from descentlab.runtime import configure_torch
+from descentlab.run.runtime import configure_torch
 assert os.environ.get("{NVML_CHECK}") == "1", "Lightning no longer sets it: drop the workaround"
 configure_torch(OmegaConf.create({{"flush_denormal": True}}))
 assert "{NVML_CHECK}" not in os.environ

@@ -10,7 +10,7 @@ import pytest
 from torchvision import datasets
 
 from conftest import read_metrics, requires_gpu, run_cli
-from descentlab.train import run
+from descentlab.run.train import run
 from fake_files import register_cifar10_checksums, write_cifar10, write_mnist_like
 from wandb_records import history
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import one_error_line, read_metrics, run_cli
 from descentlab.models.backbone import Backbone
-from descentlab.train import run
+from descentlab.run.train import run
 
 
 def backbone_model(make_cfg, *overrides):

@@ -72,7 +72,7 @@ def train(
     ``quiet=True`` keeps the run's printed output (the final table, Lightning's info
     lines) out of the caller's output, e.g. a notebook's cells; warnings still show.
     """
-    from descentlab.train import run
+    from descentlab.run.train import run
 
     cfg = compose(overrides, output_dir, config_dir)
     if not quiet:
@@ -111,7 +111,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] | None = None)
     (``train.py``'s) give the model config of a ``model.pt`` that has no checkpoint beside
     it. The module is returned in eval mode, on the CPU.
     """
-    from descentlab.loading import load as load_module
+    from descentlab.storage.loading import load as load_module
 
     model_cfg = compose(overrides).model if overrides is not None else None
     module = load_module(path, model_cfg=model_cfg)

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from descentlab.errors import ReportError
+
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 FINISHED = ("completed", "early_stopped")  # runs whose metrics can be ranked
 TABLE_COLUMNS = (
@@ -33,10 +35,6 @@ TABLE_COLUMNS = (
     "epochs",
     "status",
 )
-
-
-class ReportError(Exception):
-    """Nothing to report on, or runs that cannot be compared."""
 
 
 @dataclass

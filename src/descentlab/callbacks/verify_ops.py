@@ -7,11 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from descentlab.callbacks.diagnostics import log_now
-from descentlab.errors import DescentlabError
-
-
-class OpVerificationError(DescentlabError):
-    """The op table's gradients disagree with native autograd beyond the tolerance."""
+from descentlab.errors import OpVerificationError
 
 
 class VerifyOps(L.Callback):

@@ -162,7 +162,7 @@ class Backbone(nn.Module):
         return [m for n, m in self.backbone.named_modules() if n and not self._is_fresh(n)]
 
     def load_backbone(self, path: str) -> None:
-        from descentlab.checkpoints import load_checkpoint
+        from descentlab.torchfile import load_checkpoint
 
         # one-line CheckpointError for a missing, corrupt or unsafe file (weights_only=True)
         state = load_checkpoint(path)

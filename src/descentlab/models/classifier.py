@@ -133,8 +133,8 @@ class Classifier(L.LightningModule):
         the checkpoint's run was configured with (its recorded ``model`` config, rebuilt with
         Hydra's ``instantiate``), so ``Classifier.load_from_checkpoint(path)`` needs nothing
         else. Any fsspec URL works; the file is read with ``weights_only=True``."""
-        from descentlab.checkpoints import load_checkpoint
-        from descentlab.loading import build_net, build_optimizer, model_config
+        from descentlab.models.rebuild import build_net, build_optimizer, model_config
+        from descentlab.torchfile import load_checkpoint
 
         if "net" not in kwargs:
             config = model_config(load_checkpoint(checkpoint_path), checkpoint_path)

@@ -16,24 +16,11 @@ import os
 import socket
 from pathlib import Path
 
-from descentlab.errors import DescentlabError
+from descentlab.errors import RunDirError
 
 LOCK_NAME = ".lock"
 _held: dict[Path, int] = {}  # run dir -> open fd; kept open (locked) until the process exits
 _created: set[Path] = set()  # run dirs this process created
-
-
-class RunDirError(DescentlabError):
-    """The run dir cannot be used: in use, not writable, a file, or holding another run."""
-
-
-def is_rank_zero() -> bool:
-    """True unless the environment says this is a non-zero rank (torchrun, Lightning, SLURM)."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
-        value = os.environ.get(key)
-        if value not in (None, "", "0"):
-            return False
-    return True
 
 
 def prepare(run_dir: str | Path) -> Path:

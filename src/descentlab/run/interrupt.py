@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Checkpoint
 
-from descentlab.errors import RunInterrupted  # noqa: F401  (raised here; defined torch-free)
+from descentlab.errors import RunInterrupted
 
 
 class StopRequest:

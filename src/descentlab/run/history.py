@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from descentlab.atomic import write_json
+from descentlab.storage.atomic import write_json
 
 
 def _finite_or_str(history: dict[int, dict[str, float]]) -> dict[str, dict]:

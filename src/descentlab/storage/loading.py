@@ -1,7 +1,7 @@
 """Rebuild a trained module from what a run wrote: a checkpoint, a ``model.pt``, a run dir.
 
 Every training checkpoint carries the run's resolved ``model`` config (with its
-optimizer and init, under ``resume.CONFIG_KEY``), so the network can be built again
+optimizer and init, under ``torchfile.CONFIG_KEY``), so the network can be built again
 with Hydra's ``instantiate`` and no other argument. ``model.pt`` holds the kept
 network's weights only; its run dir's checkpoints (or, for a ``model.pt`` alone, the
 config of the command) say how to build it.
@@ -12,44 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from descentlab.checkpoints import exists, load_checkpoint
 from descentlab.errors import CheckpointError
-
-# Keys of a net config that name where its *initial* weights come from: a rebuilt net
-# gets its weights from the checkpoint, so it must not download or read them again.
-INITIAL_WEIGHTS_KEYS = ("weights", "checkpoint")
-
-
-def build_net(net_config: dict[str, Any]):
-    """``instantiate(net_config)`` without its sources of initial weights."""
-    from hydra.utils import instantiate
-
-    config = dict(net_config)
-    for key in INITIAL_WEIGHTS_KEYS:
-        if key in config:
-            config[key] = None
-    return instantiate(config)
-
-
-def build_optimizer(optimizer_config: dict[str, Any] | None):
-    """The ``params -> Optimizer`` factory of the config (a Hydra ``_partial_``), if any."""
-    from hydra.utils import instantiate
-
-    return instantiate(optimizer_config) if optimizer_config else None
-
-
-def model_config(checkpoint: dict, path) -> dict[str, Any]:
-    """The resolved ``model`` config recorded in a training checkpoint."""
-    from descentlab.resume import CONFIG_KEY
-
-    config = (checkpoint.get(CONFIG_KEY) or {}).get("model")
-    if not isinstance(config, dict) or "net" not in config:
-        raise CheckpointError(
-            f"checkpoint {path} does not record the model config it was trained with (written "
-            f"by another program or an older descentlab); load it with "
-            f"Classifier.load_from_checkpoint(path, net=..., optimizer=...)"
-        )
-    return config
+from descentlab.torchfile import exists, load_checkpoint
 
 
 def run_checkpoint(run_dir: Path) -> Path | None:

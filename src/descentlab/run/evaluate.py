@@ -1,14 +1,12 @@
 """``python eval.py ckpt_path=PATH``: test a trained model on the configured data, write ``metrics.json``.
 
-The model comes from PATH (see :func:`descentlab.loading.load`), the data, trainer and
+The model comes from PATH (see :func:`descentlab.storage.loading.load`), the data, trainer and
 seed from the config, so ``data=...`` tests the same model on other data. ``metrics.json``
 holds ``test/*``, ``ckpt_path`` (what was tested) and ``status``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from descentlab.errors import ConfigError
 
 def check_source(ckpt_path: Any) -> str:
     """PATH must be a run dir, or a file (local or any fsspec URL)."""
-    from descentlab.checkpoints import exists
+    from descentlab.torchfile import exists
 
     allowed = "a training checkpoint (.ckpt), a run's model.pt, or a run dir"
     if ckpt_path in (None, "", "last") or not (Path(str(ckpt_path)).is_dir() or exists(ckpt_path)):
@@ -30,7 +28,7 @@ def check_source(ckpt_path: Any) -> str:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load the model of ``cfg.ckpt_path``, test it on ``cfg.data``; return (and write) the metrics."""
     source = check_source(cfg.ckpt_path)
-    from descentlab.validate import validate
+    from descentlab.config.validate import validate
 
     checked = cfg.copy()
     with open_dict(checked):
@@ -39,9 +37,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     from hydra.utils import instantiate
 
-    from descentlab.console import tidy_console
-    from descentlab.loading import load
-    from descentlab.train import _scalar, building, print_table, write_metrics
+    from descentlab.run.build import building
+    from descentlab.run.console import tidy_console
+    from descentlab.run.outputs import print_table, scalar, write_metrics
+    from descentlab.storage.loading import load
 
     tidy_console()  # Lightning's info lines once, no advertisements (as train.py)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -63,7 +62,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with building("trainer"):
         trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = {k: _scalar(v) for k, v in (results[0] if results else {}).items()}
+    metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(ckpt_path=source, status="completed")
     if trainer.is_global_zero:
         output = Path(cfg.paths.output_dir) / "metrics.json"
@@ -73,19 +72,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main(cfg: DictConfig) -> float | None:
-    """Hydra task: evaluate; a user error is one line and exit code 1."""
-    from descentlab.cli import one_line
-    from descentlab.run_dir import remove_if_empty
-    from descentlab.train import _storage_error, _user_error
+    """Hydra task: evaluate, and end as ``train.py`` does (:func:`descentlab.run.exits.run_task`)."""
+    from descentlab.run.exits import run_task
 
-    try:
-        metrics = run(cfg)
-    except Exception as err:
-        user_error = _user_error(err) or _storage_error(err)
-        if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"descentlab: error: {one_line(str(user_error))}", file=sys.stderr)
-        remove_if_empty(cfg.paths.output_dir)
-        sys.exit(1)
-    value = metrics.get("test/acc")
-    return value if isinstance(value, float) else None
+    return run_task(lambda: run(cfg), cfg, metric="test/acc")

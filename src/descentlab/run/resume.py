@@ -6,7 +6,7 @@ checked here, each problem one line:
 
 - it is a training checkpoint (not a ``model.pt``), with finite weights;
 - it was trained with the same ``model``, ``data``, ``optimizer``, ``init`` and ``seed``
-  (recorded in the checkpoint by :class:`ConfigInCheckpoint`). A resume restores the
+  (recorded in the checkpoint by ``storage.checkpoints.ConfigInCheckpoint``). A resume restores the
   optimizer's state and hyperparameters, the data order and the weights from the file,
   so a change there would be silently ignored or would not load: it is refused, naming
   the keys. ``trainer.*``, ``callbacks``, ``logger`` and ``test`` may change;
@@ -21,17 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from descentlab.checkpoints import load_checkpoint
 from descentlab.errors import CheckpointError, ConfigError, RunAlreadyFinished
-from descentlab.job import requeued, requeued_checkpoint  # noqa: F401  (torch-free, in job)
+from descentlab.run.job import requeued_checkpoint
+from descentlab.torchfile import CONFIG_KEY, load_checkpoint
 
 # Config sections a resumed run must share with the checkpoint's run.
 RESUME_FIXED = ("model", "data", "optimizer", "init", "seed")
-CONFIG_KEY = "descentlab_config"
 
 
 def fixed_config(cfg: DictConfig) -> dict[str, Any]:
@@ -53,16 +51,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): tree}
-
-
-class ConfigInCheckpoint(L.Callback):
-    """Store the run's fixed config sections in every checkpoint it writes."""
-
-    def __init__(self, cfg: DictConfig):
-        self.config = fixed_config(cfg)
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint[CONFIG_KEY] = self.config
 
 
 @dataclass

@@ -33,12 +33,21 @@ STORE_TIMEOUT = datetime.timedelta(minutes=5)
 
 
 def global_rank() -> int:
-    """This process's rank as the launcher says (torchrun, Lightning, SLURM); 0 if none."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        value = os.environ.get(key)
-        if value not in (None, ""):
-            return int(value)
-    return 0
+    """This process's rank as its launcher says; 0 if none. The one rank rule of the package.
+
+    ``RANK`` (torchrun) is the global rank. Otherwise any non-zero ``SLURM_PROCID`` (srun's
+    tasks) or ``LOCAL_RANK`` (the children Lightning's own launcher starts, which inherit
+    rank 0's ``SLURM_PROCID=0`` inside a one-task SLURM job) makes a non-zero rank.
+    """
+    rank = os.environ.get("RANK")
+    if rank not in (None, ""):
+        return int(rank)
+    return max(int(os.environ.get(key) or 0) for key in ("SLURM_PROCID", "LOCAL_RANK"))
+
+
+def is_rank_zero() -> bool:
+    """True in the process that writes the run dir (rank 0, or no distributed launcher)."""
+    return global_rank() == 0
 
 
 def _timestamp() -> str:
@@ -109,10 +118,10 @@ def rank_suffix() -> str:
 
 def rank_zero_only(value):
     """``value`` on rank 0, None elsewhere (e.g. ``hydra.output_subdir``: rank 0 writes .hydra/)."""
-    return value if global_rank() == 0 else None
+    return value if is_rank_zero() else None
 
 
-# The two below are here, not in descentlab.resume, because the run-dir guard calls them
+# The two below are here, not in descentlab.run.resume, because the run-dir guard calls them
 # before any torch import: a run refused at validation then exits in about a second.
 def requeued() -> bool:
     """True in a SLURM job that was requeued (preempted or timed out, then started again)."""

@@ -17,7 +17,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from descentlab.atomic import write_atomically
+from descentlab.storage.atomic import write_atomically
 
 WANDB_ID_FILE = "descentlab-wandb-id"
 

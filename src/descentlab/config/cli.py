@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+from descentlab.errors import one_line
+
 # Keys that were renamed: the old name on the command line gets one line naming the new one.
 RENAMED_KEYS = {
     "model.weight_decay": "model.l2_penalty (λ of the penalty λ‖w‖² on weights; "
@@ -44,23 +46,6 @@ def renamed_key_hint(message: str) -> str | None:
                 f"set {group}{key}=VALUE instead"
             )
     return None
-
-
-def one_line(message: str) -> str:
-    """Collapse Hydra/OmegaConf's multi-line message: text lines joined, options listed."""
-    text, options = [], []
-    for line in str(message).splitlines():
-        if line.startswith("Config search path") or line.startswith("Set the environment variable"):
-            break
-        stripped = line.strip()
-        if not stripped or stripped.startswith(("full_key:", "object_type", "reference_type")):
-            continue
-        if line.startswith("\t"):
-            options.append(stripped)
-        else:
-            text.append(stripped.rstrip(":"))
-    result = " ".join(text)
-    return f"{result}: {', '.join(options)}" if options else result
 
 
 def short_config_errors() -> None:

@@ -8,7 +8,7 @@
   (``s3://``, ``gs://``, ``memory://``, ...) goes to Lightning's own
   ``TorchCheckpointIO``, which writes inside an fsspec transaction (object stores
   publish an object only once its upload is complete).
-- Every checkpoint is loaded with ``weights_only=True``, local or remote: a pickle that
+- Every checkpoint is loaded (:mod:`descentlab.torchfile`) with ``weights_only=True``, local or remote: a pickle that
   would build arbitrary objects (and so run code) is refused, with a one-line error.
 """
 
@@ -19,14 +19,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import torch
-from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Callback
 
-from descentlab.errors import CheckpointError
+from descentlab.errors import causes
+from descentlab.torchfile import CONFIG_KEY, is_local, load_checkpoint, local_path
 
 log = logging.getLogger(__name__)
+
+class ConfigInCheckpoint(Callback):
+    """Store the run's fixed config sections (``config``) in every checkpoint it writes.
+
+    Always on (added by the run, not selectable): a resume and ``load`` depend on it.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
 
 
 def all_finite(checkpoint: dict[str, Any]) -> bool:
@@ -74,9 +86,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         except (OSError, RuntimeError) as err:
             # torch reports a full disk as a RuntimeError whose context is the OSError:
             # re-raise the OSError, naming the checkpoint rather than the temporary file
-            cause = err
-            while cause is not None and not isinstance(cause, OSError):
-                cause = cause.__cause__ or cause.__context__
+            cause = next((e for e in causes(err) if isinstance(e, OSError)), None)
             if cause is None:
                 raise
             raise OSError(cause.errno, cause.strerror, str(path)) from err
@@ -88,47 +98,3 @@ class SafeCheckpointIO(TorchCheckpointIO):
         self, path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         return load_checkpoint(path, map_location=map_location)
-
-
-def is_local(path) -> bool:
-    """True for a plain path or a ``file://`` URL, False for any other fsspec URL."""
-    return isinstance(fsspec.core.url_to_fs(str(path))[0], LocalFileSystem)
-
-
-def local_path(path) -> str:
-    """``path`` without a ``file://`` prefix."""
-    return fsspec.core.url_to_fs(str(path))[1] if str(path).startswith("file://") else str(path)
-
-
-def exists(path) -> bool:
-    """Whether ``path`` (a local path or any fsspec URL) is an existing file."""
-    fs, where = fsspec.core.url_to_fs(str(path))
-    return fs.isfile(where)
-
-
-def load_checkpoint(path, map_location: Any | None = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one-line errors for missing, corrupt or unsafe files.
-
-    ``path`` is a local path or any fsspec URL (``s3://bucket/run/last.ckpt``, ``memory://...``).
-    """
-    fs, where = fsspec.core.url_to_fs(str(path))
-    if not fs.isfile(where):
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    with fs.open(where, "rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80)
-    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated (not a file torch.save wrote)"
-        )
-    try:
-        with fs.open(where, "rb") as f:
-            return torch.load(f, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - whatever torch says, the file is the problem
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain data; it was not loaded, "
-                f"because unpickling them could run arbitrary code ({first})"
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first})") from None

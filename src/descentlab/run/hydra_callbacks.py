@@ -17,8 +17,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 import descentlab.config  # noqa: F401  (resolvers: submitit's workers unpickle this module first)
-from descentlab import run_dir
-from descentlab.errors import DescentlabError, RunAlreadyFinished
+from descentlab.errors import DescentlabError, RunAlreadyFinished, RunDirError
+from descentlab.run import job, run_dir
 
 
 def _fail(err: DescentlabError, created_dir: Path | None = None) -> None:
@@ -31,12 +31,12 @@ def _fail(err: DescentlabError, created_dir: Path | None = None) -> None:
 def _claim(path: Path, holds: Callable[[Path], bool], refusal: str, cleanup: bool) -> None:
     """Lock ``path`` for this process (rank 0 only); refuse it in one line, exit 1, when
     ``holds(path)`` (``refusal`` names the dir as ``{path}``)."""
-    if not run_dir.is_rank_zero():
+    if not job.is_rank_zero():
         return
     try:
         run_dir.lock(path)
         if holds(path):
-            raise run_dir.RunDirError(refusal.format(path=path.resolve()))
+            raise RunDirError(refusal.format(path=path.resolve()))
     except DescentlabError as err:
         _fail(err, path if cleanup else None)
 
@@ -51,15 +51,15 @@ class RunDirGuard(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not run_dir.is_rank_zero():
+        if not job.is_rank_zero():
             return
         path = Path(str(config.hydra.run.dir))
         try:
-            from descentlab.validate import check_ckpt_path_not_empty
+            from descentlab.config.validate import check_ckpt_path_not_empty
 
             check_ckpt_path_not_empty(config.get("ckpt_path"))  # before the run dir is locked
             run_dir.lock(path)
-            from descentlab.job import requeued_checkpoint
+            from descentlab.run.job import requeued_checkpoint
 
             # a requeued SLURM job starts its command again: it resumes its own run dir
             ckpt_path = config.get("ckpt_path") or requeued_checkpoint(path)
@@ -72,7 +72,7 @@ class RunDirGuard(Callback):
                     not in (own_checkpoints, path.resolve())
                 )
             ):
-                raise run_dir.RunDirError(
+                raise RunDirError(
                     f"run dir {path.resolve()} already holds a run: resume it with ckpt_path=last, "
                     f"or choose another hydra.run.dir (its results would be overwritten)"
                 )
@@ -88,20 +88,20 @@ class RunDirGuard(Callback):
     def _precheck(config: DictConfig, path: Path) -> None:
         from omegaconf import open_dict
 
+        from descentlab.config.validate import is_file
         from descentlab.errors import ConfigError
-        from descentlab.job import requeued_checkpoint
-        from descentlab.validate import is_file
+        from descentlab.run.job import requeued_checkpoint
 
         cfg = config.copy()
         with open_dict(cfg):
             cfg.paths.output_dir = str(path)  # ${hydra:runtime.output_dir} is not set yet
             cfg.ckpt_path = cfg.ckpt_path or requeued_checkpoint(path)
         if cfg.ckpt_path != "last" and not is_file(cfg.ckpt_path):
-            # checked before descentlab.resume imports torch: this refusal takes ~1 s
+            # checked before descentlab.run.resume imports torch: this refusal takes ~1 s
             raise ConfigError(
                 "ckpt_path", cfg.ckpt_path, "an existing checkpoint file, 'last', or null"
             )
-        from descentlab import resume
+        from descentlab.run import resume
 
         checkpoint = resume.resolve(str(cfg.ckpt_path), cfg)
         try:

@@ -9,7 +9,7 @@ from omegaconf import ListConfig, OmegaConf
 
 from descentlab.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 
 
 def _num_classes(classes, default: int) -> int:
@@ -54,7 +54,7 @@ def _if_set(value, when_set, otherwise):
 
 
 def register_resolvers() -> None:
-    from descentlab import job
+    from descentlab.run import job
 
     OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
@@ -62,7 +62,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("arrays_classes", _arrays_classes, replace=True)
     OmegaConf.register_new_resolver("folder_classes", _folder_classes, replace=True)
     OmegaConf.register_new_resolver("folder_dims", _folder_dims, replace=True)
-    # one run dir per distributed job (see descentlab.job)
+    # one run dir per distributed job (see descentlab.run.job)
     OmegaConf.register_new_resolver("run_name", job.run_name, replace=True)
     OmegaConf.register_new_resolver("rank_suffix", job.rank_suffix, replace=True)
     OmegaConf.register_new_resolver("rank_zero_only", job.rank_zero_only, replace=True)

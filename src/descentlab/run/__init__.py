@@ -1,0 +1,1 @@
+"""The run: its phases, its outputs, resume, the run dir, ranks, loggers and exits."""

@@ -1,0 +1,152 @@
+"""Build a run's parts from the config: data, model, callbacks, loggers, trainer, resume.
+
+Each part is built under :func:`building`, which turns whatever its class raised into
+one line naming the config group (or the key Hydra names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from descentlab.errors import BuildError, ConfigError, DescentlabError, one_line, own_error
+
+
+@contextmanager
+def building(group: str):
+    """Report any failure to build ``group`` from the config as one line naming it."""
+    from hydra.errors import InstantiationException
+
+    try:
+        yield
+    except DescentlabError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the class raised, the config is the cause
+        ours = own_error(err)
+        if ours is not None:  # a class's (or a resolver's) own one-line error names the key
+            raise ours from None
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        where = re.search(r"full_key: (\S+)", str(err))
+        key = where.group(1) if where else group
+        raise BuildError(
+            f"{key}: cannot be built from the config ({type(cause).__name__}: {one_line(str(cause))})"
+        ) from None
+
+
+def instantiate_group(
+    group: DictConfig | None, extra_for: Callable[[str], dict[str, Any]] | None = None
+) -> list[Any]:
+    """Instantiate every entry of a ``{name: {_target_: ...}}`` group (callbacks, loggers).
+
+    ``extra_for(target)`` gives extra keyword arguments for an entry's ``_target_``.
+    """
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [
+        instantiate(node, **(extra_for(str(node._target_)) if extra_for else {}))
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
+
+
+def check_initial_weights(model, cfg: DictConfig) -> None:
+    """Refuse a model whose weights are NaN/inf before the first step (a bad init or file)."""
+    from descentlab.run.resume import non_finite_keys
+
+    bad = non_finite_keys(model.state_dict())
+    if bad:
+        source = OmegaConf.to_container(cfg.get("init") or {}, resolve=True)
+        source = {k: v for k, v in source.items() if k != "_target_"}
+        raise ConfigError(
+            "init",
+            source,
+            f"an initializer that gives finite weights ({bad[0]} is not finite); a "
+            f"model.net.checkpoint with NaN/inf weights does the same",
+        )
+
+
+@dataclass
+class Parts:
+    """Everything ``Trainer.fit`` and the outputs need."""
+
+    cfg: DictConfig
+    output_dir: Path
+    datamodule: Any
+    model: Any
+    trainer: Any
+    loggers: list[Any]
+    history: Any  # descentlab.run.history.MetricsHistory
+    stop_request: Any  # descentlab.run.interrupt.StopRequest
+    ckpt_path: str | None  # the checkpoint a resume starts from
+    hparams: dict[str, Any]
+
+
+def build_model(cfg: DictConfig):
+    """The LightningModule; a resume rebuilds the net without its initial-weight sources."""
+    from hydra.utils import instantiate
+
+    if cfg.get("ckpt_path") is not None and cfg.model.get("net") is not None:
+        # the checkpoint holds every weight, so the net's sources of initial weights (a
+        # pretrained model.pt, torchvision weights) are not read: they may have moved
+        from descentlab.models.rebuild import build_net
+
+        net = build_net(OmegaConf.to_container(cfg.model.net, resolve=True))
+        return instantiate(cfg.model, net=net)
+    return instantiate(cfg.model)
+
+
+def build(cfg: DictConfig) -> Parts:
+    """Data (read now, so a missing file is reported before anything is written), model,
+    the resume's checked checkpoint, callbacks (the user's and the run's own), loggers,
+    trainer."""
+    from hydra.utils import instantiate
+
+    from descentlab.run import job, resume
+    from descentlab.run.history import MetricsHistory
+    from descentlab.run.interrupt import GracefulStop, StopRequest
+    from descentlab.run.loggers import resume_kwargs
+    from descentlab.storage.checkpoints import ConfigInCheckpoint
+
+    output_dir = Path(cfg.paths.output_dir)
+    with building("data"):
+        datamodule = instantiate(cfg.data)
+    with building("model"):
+        model = build_model(cfg)
+    check_initial_weights(model, cfg)
+    if job.is_rank_zero():
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    ckpt_path = resume.resolve(cfg.get("ckpt_path"), cfg)
+    resuming = resume.check(ckpt_path, cfg, model) if ckpt_path else None
+
+    history = MetricsHistory(output_dir / "history.json")
+    stop_request = StopRequest()
+    with building("callbacks"):
+        callbacks = [
+            history,
+            *instantiate_group(cfg.get("callbacks")),
+            ConfigInCheckpoint(resume.fixed_config(cfg)),
+            GracefulStop(stop_request, output_dir / "checkpoints" / "last.ckpt"),
+        ]
+    with building("logger"):
+        loggers = instantiate_group(
+            cfg.get("logger"),
+            extra_for=(lambda t: resume_kwargs(t, resuming.global_step)) if resuming else None,
+        )
+    with building("trainer"):
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+    return Parts(
+        cfg, output_dir, datamodule, model, trainer, loggers, history, stop_request, ckpt_path,
+        hparams,
+    )  # fmt: skip

@@ -1,0 +1,87 @@
+"""``run(cfg)``: the run as named phases: build, fit, keep the best, test, record.
+
+Data flows one way: config → instantiate → ``Trainer.fit`` → logs/checkpoints →
+``metrics.json``. Everything that varies between experiments lives in the configs;
+nothing here is model-specific.
+
+``metrics.json`` describes the model the run keeps: ``train/*`` and ``val/*`` of the best
+epoch (the one whose weights are restored, saved and tested), ``test/*`` of those
+weights, the last epoch's values under ``last/``, and ``status``: ``completed``,
+``early_stopped``, ``diverged``, ``interrupted`` or ``failed`` (then with ``reason``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from omegaconf import DictConfig
+
+import descentlab.config  # noqa: F401  (registers the config resolvers)
+
+# torch, lightning and the data libraries are imported inside run(): a config mistake is
+# reported before paying their import time.
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test the configured model; return (and write) the final metrics."""
+    from descentlab.config.validate import validate
+
+    validate(cfg)
+    import lightning as L
+
+    from descentlab.errors import RunInterrupted
+    from descentlab.run import kept, outcome, outputs
+    from descentlab.run.build import build
+    from descentlab.run.console import tidy_console
+    from descentlab.run.runtime import configure_torch
+
+    tidy_console()
+    # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    configure_torch(cfg)
+
+    parts = build(cfg)
+    trainer, model, stop = parts.trainer, parts.model, parts.stop_request
+    fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
+
+    def record(status: str, **extra: Any) -> dict[str, Any]:
+        return {**kept.epoch_metrics(trainer, parts.history), **extra, "status": status}
+
+    with outcome.stop_signals(stop):
+        with outcome.recorded(parts, lambda reason: record("interrupted", reason=reason)):
+            trainer.fit(model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path,
+                        weights_only=True)  # fmt: skip
+        # A SIGTERM that came as training ended (see GracefulStop) lets the run finish.
+        status = "early_stopped" if kept.early_stopped(trainer) else "completed"
+        metrics = record(status)
+        best_path, model_path = kept.keep_best(trainer, model, parts.output_dir, fast_dev_run)
+        if cfg.get("test", True):
+            def during_test(reason: str) -> dict[str, Any]:  # the trained model is in model.pt
+                return {**metrics, "status": "interrupted", "reason": f"{reason}, during the test"}
+
+            with outcome.recorded(parts, during_test, record_failures=False):
+                results = trainer.test(model, datamodule=parts.datamodule, verbose=False)
+            metrics.update({k: outputs.scalar(v) for k, v in (results[0] if results else {}).items()})
+        metrics["ckpt_path"] = best_path or None
+        metrics["model_path"] = str(model_path) if model_path else None
+
+        final = {k: outputs.scalar(v) for k, v in metrics.items()}
+        outputs.finish_loggers(parts.loggers, summary=final, hparams=parts.hparams)
+        if trainer.is_global_zero:
+            outputs.write_metrics(parts.output_dir / "metrics.json", metrics)
+            outputs.print_table(metrics, parts.output_dir / "metrics.json")
+    if stop.signum is not None:
+        raise RunInterrupted(
+            f"SIGTERM came as training ended: the run finished ({status}); exiting as stopped",
+            signum=stop.signum,
+        )
+    return metrics
+
+
+def main(cfg: DictConfig) -> float | None:
+    """Hydra task: run, and report how it ended (see :func:`descentlab.run.exits.run_task`)."""
+    from descentlab.run.exits import run_task
+
+    return run_task(lambda: run(cfg), cfg, metric=cfg.get("optimized_metric"))
