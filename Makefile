@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 NBSTAMP  := $(VENV)/.installed-notebooks
+LINTED   := src tests benchmarks notebooks/execute.py train.py eval.py
 
-.PHONY: install install-dev train test bench bench-folder notebooks lab clean
+.PHONY: install install-dev train test test-fast test-for lint bench bench-folder notebooks lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,22 @@ install-dev: $(DEVSTAMP)
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-test: $(DEVSTAMP)
+# The whole suite, as CI runs it: lint first (seconds), then every test.
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop (a few minutes): the in-process tests and the CLI smoke set; tests that
+# start a process are marked `cli` automatically (tests/conftest.py).
+test-fast: lint
+	$(PY) -m pytest -m "smoke or not (cli or slow)" $(PYTEST_ARGS)
+
+# The tests of the modules you touched: make test-for FILES="src/descentlab/run/resume.py"
+test-for: $(DEVSTAMP)
+	$(PY) tests/index.py $(FILES) | xargs $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(DEVSTAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)

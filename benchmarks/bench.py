@@ -45,8 +45,9 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     # TTY_COMPATIBLE=1: rich draws the progress bar as in a terminal, so its cost counts
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TTY_COMPATIBLE": "1", **(env or {})}
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -128,17 +129,27 @@ def bare_lightning(
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
-    trainer = L.Trainer(accelerator=device, devices=1, max_epochs=epochs, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=device,
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(Bare(), TensorBatches(x, y, batch_size, shuffle=True), TensorBatches(xv, yv, 1024))
 
 
 # What a user removes to strip train.py down to training itself: every default callback
 # (checkpoints, early stopping, divergence guard, progress bar), the logger, the summary.
 STRIPPED = [
-    "callbacks=none", "logger=none", "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false", "test=false",
-]  # fmt: skip
+    "callbacks=none",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "test=false",
+]
 
 
 def stripped_cmd(
@@ -155,29 +166,54 @@ def defaults_cmd(
     divergence guard, the progress bar, the CSV logger and the final test. Only patience is
     raised, so that early stopping (which still runs every epoch) cannot end a timed run early;
     the bar draws as in a terminal (``TTY_COMPATIBLE=1`` in :func:`timed`)."""
-    return [*_train_cmd(data, data_dir, epochs, batch_size, device, hidden),
-            "callbacks.early_stopping.patience=100000"]  # fmt: skip
+    return [
+        *_train_cmd(data, data_dir, epochs, batch_size, device, hidden),
+        "callbacks.early_stopping.patience=100000",
+    ]
 
 
 def _train_cmd(
     data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
 ) -> list[str]:
     trainer = "gpu" if device == "cuda" else "cpu"
-    return [sys.executable, str(ROOT / "train.py"), f"data={data}", f"paths.data_dir={data_dir}", f"trainer={trainer}",
-            f"trainer.max_epochs={epochs}", f"data.batch_size={batch_size}",
-            f"model.net.hidden_dims=[{','.join(map(str, hidden))}]",
-            f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}"]  # fmt: skip
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"data={data}",
+        f"paths.data_dir={data_dir}",
+        f"trainer={trainer}",
+        f"trainer.max_epochs={epochs}",
+        f"data.batch_size={batch_size}",
+        f"model.net.hidden_dims=[{','.join(map(str, hidden))}]",
+        f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}",
+    ]
 
 
 def baseline_cmd(loop: str):
     """The command that runs one baseline loop (``raw`` or ``bare``) in a fresh process."""
 
-    def command(data: str, data_dir: str, epochs: int, batch_size: int, device: str,
-                hidden: list[int]) -> list[str]:  # fmt: skip
-        return [sys.executable, str(Path(__file__).resolve()), "baseline", "--loop", loop,
-                "--data", data, "--data-dir", data_dir, "--epochs", str(epochs),
-                "--batch-size", str(batch_size), "--device", device,
-                "--hidden", ",".join(map(str, hidden))]  # fmt: skip
+    def command(
+        data: str, data_dir: str, epochs: int, batch_size: int, device: str, hidden: list[int]
+    ) -> list[str]:
+        return [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "baseline",
+            "--loop",
+            loop,
+            "--data",
+            data,
+            "--data-dir",
+            data_dir,
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            str(batch_size),
+            "--device",
+            device,
+            "--hidden",
+            ",".join(map(str, hidden)),
+        ]
 
     return command
 
@@ -197,13 +233,27 @@ def run_baseline(argv: list[str]) -> int:
     parser.add_argument("--hidden", required=True, help="e.g. 256,128")
     args = parser.parse_args(argv)
     loop = raw_loop if args.loop == "raw" else bare_lightning
-    loop(args.data, args.data_dir, args.epochs, args.batch_size, args.device,
-         [int(h) for h in args.hidden.split(",")])  # fmt: skip
+    loop(
+        args.data,
+        args.data_dir,
+        args.epochs,
+        args.batch_size,
+        args.device,
+        [int(h) for h in args.hidden.split(",")],
+    )
     return 0
 
 
-def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int], batch_size: int, device: str,
-                   repeats: int, hidden: list[int]) -> dict:  # fmt: skip
+def epoch_overhead(
+    name: str,
+    data: str,
+    data_dir: str,
+    epochs: tuple[int, int],
+    batch_size: int,
+    device: str,
+    repeats: int,
+    hidden: list[int],
+) -> dict:
     """Per-epoch seconds of four sides: the raw loop, a bare Lightning Trainer, ``python
     train.py`` stripped of its conveniences, and ``python train.py`` with its defaults.
 
@@ -212,8 +262,12 @@ def epoch_overhead(name: str, data: str, data_dir: str, epochs: tuple[int, int],
     ``lightning_floor`` (bare Trainer / raw loop) is what Lightning itself costs and
     ``over_lightning`` (stripped / bare Trainer) what descentlab adds on top of it."""
     e1, e2 = epochs
-    sides = {"raw_loop": raw_cmd, "bare_lightning": bare_cmd, "stripped": stripped_cmd,
-             "defaults": defaults_cmd}  # fmt: skip
+    sides = {
+        "raw_loop": raw_cmd,
+        "bare_lightning": bare_cmd,
+        "stripped": stripped_cmd,
+        "defaults": defaults_cmd,
+    }
     times = {side: {e1: [], e2: []} for side in sides}
     for _ in range(repeats):
         for epochs_ in (e1, e2):  # alternate the sides so drifts hit all of them
@@ -269,8 +323,10 @@ def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int
         opts[kind].step()
 
     # torch's Timer synchronizes CUDA around each measurement and warms up first
-    timers = {kind: benchmark.Timer("step(kind)", globals={"step": step, "kind": kind})
-              for kind in results}  # fmt: skip
+    timers = {
+        kind: benchmark.Timer("step(kind)", globals={"step": step, "kind": kind})
+        for kind in results
+    }
     for _ in range(repeats):
         for kind, timer in timers.items():  # alternate, so that drifts hit both
             results[kind].append(timer.timeit(steps).mean)
@@ -286,8 +342,14 @@ def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int
 # ------------------------------------------------------------------- start-up, accuracy
 def startup(repeats: int) -> dict:
     bare = [sys.executable, "-c", "import torch, lightning"]
-    fdr = [sys.executable, str(ROOT / "train.py"), "trainer.fast_dev_run=true", "logger=none",
-           f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}", *QUIET]  # fmt: skip
+    fdr = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "trainer.fast_dev_run=true",
+        "logger=none",
+        f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}",
+        *QUIET,
+    ]
     times = {"import torch, lightning": [], "train.py fast_dev_run": []}
     for _ in range(repeats):
         times["import torch, lightning"].append(timed(bare))
@@ -326,8 +388,17 @@ def in_process_epoch(overrides: list[str], epochs: tuple[int, int], repeats: int
             with contextlib.redirect_stdout(
                 io.StringIO()
             ):  # the run's final table is not news here
-                train([*overrides, f"trainer.max_epochs={e}", "callbacks.early_stopping=null", "logger=none", "test=false",
-                       *QUIET], tempfile.mkdtemp(prefix="bench-"))  # fmt: skip
+                train(
+                    [
+                        *overrides,
+                        f"trainer.max_epochs={e}",
+                        "callbacks.early_stopping=null",
+                        "logger=none",
+                        "test=false",
+                        *QUIET,
+                    ],
+                    tempfile.mkdtemp(prefix="bench-"),
+                )
             t[e] = time.perf_counter() - start
         slopes.append((t[e2] - t[e1]) / (e2 - e1))
     return summary(slopes)
@@ -347,8 +418,14 @@ def scaling(
         )
         for f in fractions
     }
-    by_width = {f"x{w}": in_process_epoch([*data, "data.train_fraction=0.25", f"model.net.hidden_dims=[{256 * w},{128 * w}]"],
-                                          epochs, repeats) for w in widths}  # fmt: skip
+    by_width = {
+        f"x{w}": in_process_epoch(
+            [*data, "data.train_fraction=0.25", f"model.net.hidden_dims=[{256 * w},{128 * w}]"],
+            epochs,
+            repeats,
+        )
+        for w in widths
+    }
     base = by_data["x1"]["median"]
     linear = {k: v["median"] / base for k, v in by_data.items()}
     return {
@@ -421,8 +498,14 @@ def machine(device: str) -> dict:
     import lightning
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "lightning": lightning.__version__, "device": device}  # fmt: skip
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "device": device,
+    }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -441,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu-only", action="store_true", help="with --device cuda: items 1, 2 and 6 only"
     )
-    parser.add_argument("--items", default=None,
-                        help="comma-separated subset, e.g. overhead_mnist,overhead_digits")  # fmt: skip
+    parser.add_argument(
+        "--items", default=None, help="comma-separated subset, e.g. overhead_mnist,overhead_digits"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench.json")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args(argv)
@@ -478,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             device,
             repeats,
             [256, 128],
-        ),  # fmt: skip
+        ),
         "optable_large": lambda: step_time(big, 256, device, 5 if tiny else 30, repeats),
         "optable_digits": lambda: step_time(
             [64, 256, 128, 10], 64, device, 20 if tiny else 200, repeats
@@ -495,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             repeats,
             [4096, 4096] if not tiny else [512],
             1024,
-        ),  # fmt: skip
+        ),
     }
     skipped = {"gpu"} if device != "cuda" else set()
     if gpu_only:
@@ -521,19 +605,41 @@ def print_table(results: dict) -> None:
         return results.get(item, {}).get(key, nan)
 
     rows = []
-    for item, name, targets in (("overhead_mnist", "MNIST-sized", ("<= 1.35", "<= 1.15", "<= 1.10")),
-                                ("overhead_digits", "digits", ("<= 1.5", "-", "<= 1.3"))):  # fmt: skip
+    for item, name, targets in (
+        ("overhead_mnist", "MNIST-sized", ("<= 1.35", "<= 1.15", "<= 1.10")),
+        ("overhead_digits", "digits", ("<= 1.5", "-", "<= 1.3")),
+    ):
         if item not in results:
             continue
-        rows += [(f"per-epoch, {name}: defaults / raw loop", get(item, "defaults_ratio"), targets[0]),
-                 (f"per-epoch, {name}: defaults / stripped train.py", get(item, "defaults_over_stripped"), targets[1]),
-                 (f"per-epoch, {name}: stripped train.py / raw loop", get(item, "ratio"), targets[2]),
-                 ("  of which Lightning itself (bare Trainer / raw loop)", get(item, "lightning_floor"), "-"),
-                 ("  of which descentlab (stripped / bare Trainer)", get(item, "over_lightning"), "-")]  # fmt: skip
-    rows += [("per-epoch, image folder: train.py / hand-written loop (same DataLoader)", get("image_folder", "ratio"), "<= 1.10"),
-             ("op table step, large MLP (optable / native)", get("optable_large", "ratio"), "<= 1.3"),
-             ("op table step, digits MLP (optable / native)", get("optable_digits", "ratio"), "-"),
-             ("start-up (train.py fast_dev_run / import torch, lightning)", get("startup", "ratio"), "<= 1.25")]  # fmt: skip
+        rows += [
+            (f"per-epoch, {name}: defaults / raw loop", get(item, "defaults_ratio"), targets[0]),
+            (
+                f"per-epoch, {name}: defaults / stripped train.py",
+                get(item, "defaults_over_stripped"),
+                targets[1],
+            ),
+            (f"per-epoch, {name}: stripped train.py / raw loop", get(item, "ratio"), targets[2]),
+            (
+                "  of which Lightning itself (bare Trainer / raw loop)",
+                get(item, "lightning_floor"),
+                "-",
+            ),
+            ("  of which descentlab (stripped / bare Trainer)", get(item, "over_lightning"), "-"),
+        ]
+    rows += [
+        (
+            "per-epoch, image folder: train.py / hand-written loop (same DataLoader)",
+            get("image_folder", "ratio"),
+            "<= 1.10",
+        ),
+        ("op table step, large MLP (optable / native)", get("optable_large", "ratio"), "<= 1.3"),
+        ("op table step, digits MLP (optable / native)", get("optable_digits", "ratio"), "-"),
+        (
+            "start-up (train.py fast_dev_run / import torch, lightning)",
+            get("startup", "ratio"),
+            "<= 1.25",
+        ),
+    ]
     print(f"{'measure':62s} {'ratio':>7s}  target")
     for name, ratio, target in rows:
         print(f"{name:62s} {ratio:7.2f}  {target}")

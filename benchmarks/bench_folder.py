@@ -34,8 +34,11 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback  # start-up is not timed: imports cost nothing
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false"]  # fmt: skip
+QUIET = [
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 def write_folder(root: Path, copies: int = 1, per_class: int | None = None) -> tuple[Path, int]:
@@ -65,8 +68,15 @@ def datamodule(folder: str, batch_size: int, workers: int):
     """The same DataModule train.py builds for ``data=image_folder`` with these settings."""
     from descentlab.data.image_folder import ImageFolderDataModule
 
-    return ImageFolderDataModule(folder, batch_size=batch_size, eval_batch_size=256, num_workers=workers,
-                                 image_size=32, hflip=False, seed=12345)  # fmt: skip
+    return ImageFolderDataModule(
+        folder,
+        batch_size=batch_size,
+        eval_batch_size=256,
+        num_workers=workers,
+        image_size=32,
+        hflip=False,
+        seed=12345,
+    )
 
 
 class EpochClock(Callback):
@@ -121,34 +131,72 @@ def hand_loop(folder: str, epochs: int, batch_size: int, workers: int, clock: st
 
 
 def framework_cmd(folder: str, epochs: int, batch_size: int, workers: int, clock: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "data=image_folder", f"data.root={folder}",
-            "data.image_size=32", "data.hflip=false", f"data.batch_size={batch_size}",
-            "data.eval_batch_size=256", f"data.num_workers={workers}", "trainer=cpu",
-            f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=csv", "test=false",
-            f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-folder-')}", *QUIET,
-            "+callbacks.epoch_clock._target_=bench_folder.EpochClock", f"+callbacks.epoch_clock.path={clock}"]  # fmt: skip
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "data=image_folder",
+        f"data.root={folder}",
+        "data.image_size=32",
+        "data.hflip=false",
+        f"data.batch_size={batch_size}",
+        "data.eval_batch_size=256",
+        f"data.num_workers={workers}",
+        "trainer=cpu",
+        f"trainer.max_epochs={epochs}",
+        "callbacks.early_stopping=null",
+        "logger=csv",
+        "test=false",
+        f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-folder-')}",
+        *QUIET,
+        "+callbacks.epoch_clock._target_=bench_folder.EpochClock",
+        f"+callbacks.epoch_clock.path={clock}",
+    ]
 
 
 def hand_cmd(folder: str, epochs: int, batch_size: int, workers: int, clock: str) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "hand-loop", "--folder", folder,
-            "--epochs", str(epochs), "--batch-size", str(batch_size), "--workers", str(workers),
-            "--clock", clock]  # fmt: skip
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "hand-loop",
+        "--folder",
+        folder,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--workers",
+        str(workers),
+        "--clock",
+        clock,
+    ]
 
 
 def epoch_seconds(cmd: list[str], clock: Path) -> list[float]:
     """Run one side in a fresh process; the seconds of each of its epochs but the first."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
     clock.unlink(missing_ok=True)  # never read the previous run's
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     starts = json.loads(clock.read_text())
     return [b - a for a, b in itertools.pairwise(starts[1:])]
 
 
-def image_folder_overhead(work_dir: Path, epochs: int = 8, batch_size: int = 64,
-                          workers: int | None = None, repeats: int = 3, copies: int = 1,
-                          per_class: int | None = None) -> dict:  # fmt: skip
+def image_folder_overhead(
+    work_dir: Path,
+    epochs: int = 8,
+    batch_size: int = 64,
+    workers: int | None = None,
+    repeats: int = 3,
+    copies: int = 1,
+    per_class: int | None = None,
+) -> dict:
     """Seconds per epoch and training images per second of both sides, and their ratio
     (runs of ``epochs`` epochs, at least 3: the first is not counted)."""
     if epochs < 3:
@@ -168,23 +216,32 @@ def image_folder_overhead(work_dir: Path, epochs: int = 8, batch_size: int = 64,
     median = {side: statistics.median(v) for side, v in seconds.items()}
     return {
         "name": "image_folder",
-        "files": n_files, "train_images": n_train, "batch_size": batch_size, "num_workers": workers,
+        "files": n_files,
+        "train_images": n_train,
+        "batch_size": batch_size,
+        "num_workers": workers,
         "epochs_timed": {side: len(v) for side, v in seconds.items()},
-        "seconds_per_epoch": {side: {"min": min(v), "median": statistics.median(v), "max": max(v)}
-                              for side, v in seconds.items()},
-        "images_per_second": {side: n_train / m if m > 0 else float("inf") for side, m in median.items()},
+        "seconds_per_epoch": {
+            side: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+            for side, v in seconds.items()
+        },
+        "images_per_second": {
+            side: n_train / m if m > 0 else float("inf") for side, m in median.items()
+        },
         "ratio": median["descentlab"] / median["hand_loop"],
         "ratio_of_min": min(seconds["descentlab"]) / min(seconds["hand_loop"]),
         "target": 1.10,
-    }  # fmt: skip
+    }
 
 
 def format_row(result: dict) -> str:
     ips = result["images_per_second"]
-    return (f"image folder ({result['files']} JPEG/PNG files, {result['train_images']} training images, "
-            f"batch {result['batch_size']}, {result['num_workers']} workers): train.py {ips['descentlab']:.0f} "
-            f"img/s, hand loop {ips['hand_loop']:.0f} img/s, ratio {result['ratio']:.2f} "
-            f"(of fastest epochs {result['ratio_of_min']:.2f}; target <= {result['target']:.2f})")  # fmt: skip
+    return (
+        f"image folder ({result['files']} JPEG/PNG files, {result['train_images']} training images, "
+        f"batch {result['batch_size']}, {result['num_workers']} workers): train.py {ips['descentlab']:.0f} "
+        f"img/s, hand loop {ips['hand_loop']:.0f} img/s, ratio {result['ratio']:.2f} "
+        f"(of fastest epochs {result['ratio_of_min']:.2f}; target <= {result['target']:.2f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

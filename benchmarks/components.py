@@ -69,8 +69,10 @@ def epoch_slopes(data: list[str], epochs: tuple[int, int], repeats: int) -> dict
     e1, e2 = epochs
     # warm-up: the first run in a process pays the imports, which would distort its slope
     with contextlib.redirect_stdout(io.StringIO()):
-        train([*data, *configs["defaults"], "trainer.max_epochs=1"],
-              tempfile.mkdtemp(prefix="bench-components-"))  # fmt: skip
+        train(
+            [*data, *configs["defaults"], "trainer.max_epochs=1"],
+            tempfile.mkdtemp(prefix="bench-components-"),
+        )
     for _ in range(repeats):
         for name, overrides in configs.items():
             seconds = {}
@@ -78,8 +80,10 @@ def epoch_slopes(data: list[str], epochs: tuple[int, int], repeats: int) -> dict
                 start = time.perf_counter()
                 # rich draws as in a terminal (TTY_COMPATIBLE=1): its cost is counted
                 with contextlib.redirect_stdout(io.StringIO()):
-                    train([*data, *overrides, f"trainer.max_epochs={e}"],
-                          tempfile.mkdtemp(prefix="bench-components-"))  # fmt: skip
+                    train(
+                        [*data, *overrides, f"trainer.max_epochs={e}"],
+                        tempfile.mkdtemp(prefix="bench-components-"),
+                    )
                 seconds[e] = time.perf_counter() - start
             slopes[name].append((seconds[e2] - seconds[e1]) / (e2 - e1))
     return slopes
@@ -93,11 +97,22 @@ def hook_profile(data: list[str], epochs: int) -> dict[str, dict[str, float]]:
     from descentlab.api import train
 
     out = Path(tempfile.mkdtemp(prefix="bench-hooks-"))
-    profiler = ["+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler",
-                f"+trainer.profiler.dirpath={out}", "+trainer.profiler.filename=profile"]  # fmt: skip
+    profiler = [
+        "+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler",
+        f"+trainer.profiler.dirpath={out}",
+        "+trainer.profiler.filename=profile",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
-        metrics, _ = train([*data, *profiler, "test=false", f"trainer.max_epochs={epochs}",
-                            "callbacks.early_stopping.patience=100000"], out / "run")  # fmt: skip
+        metrics, _ = train(
+            [
+                *data,
+                *profiler,
+                "test=false",
+                f"trainer.max_epochs={epochs}",
+                "callbacks.early_stopping.patience=100000",
+            ],
+            out / "run",
+        )
     steps = metrics["global_step"]
     totals: dict[str, float] = {}
     for line in (out / "fit-profile.txt").read_text().splitlines():

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT, one_error_line
 from descentlab.api import compose, find_config_dir
 from descentlab.errors import ConfigError
+from helpers.cli import ROOT, one_error_line
 
 MY_IDEA = """# @package _global_
 model:
@@ -59,7 +59,7 @@ def test_a_plain_hydra_compose_resolves_without_importing_descentlab(tmp_path):
 
 
 def test_train_py_refuses_an_experiment_that_is_not_there(tmp_path):
-    from conftest import run_cli
+    from helpers.cli import run_cli
 
     proc = run_cli(["+experiment=my_idea", f"hydra.run.dir={tmp_path}"], check=False)
     assert "my_idea" in one_error_line(proc)

@@ -7,11 +7,11 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 from torch.nn import functional as F
 
-from conftest import HAS_GPU, requires_gpu
 from descentlab.autograd import ops
 from descentlab.autograd.layers import OpLinear, op_cross_entropy
 from descentlab.autograd.ops import unbroadcast
 from descentlab.autograd.worked_example import grads_by_hand, loss_by_hand, loss_with_ops
+from helpers import HAS_GPU, requires_gpu
 
 
 def leaf(*shape, positive=False, device="cpu"):
@@ -66,16 +66,24 @@ def test_gradgradcheck(name, fn, inputs):
 
 
 NATIVE = {
-    "add": torch.add, "add-broadcast-row": torch.add, "add-broadcast-both": torch.add,
-    "mul": torch.mul, "mul-broadcast": torch.mul,
-    "pow-tensor-exponent": torch.pow, "pow-broadcast-exponent": torch.pow,
+    "add": torch.add,
+    "add-broadcast-row": torch.add,
+    "add-broadcast-both": torch.add,
+    "mul": torch.mul,
+    "mul-broadcast": torch.mul,
+    "pow-tensor-exponent": torch.pow,
+    "pow-broadcast-exponent": torch.pow,
     "pow-constant-exponent": lambda a: a**3.0,
-    "relu": F.relu, "sigmoid": torch.sigmoid,
-    "matvec": lambda u, w: F.linear(u, w), "matvec-3d-batch": lambda u, w: F.linear(u, w),
-    "sum-all": torch.sum, "sum-dim": lambda a: a.sum(1),
-    "log_softmax": lambda a: F.log_softmax(a, -1), "tanh-composed": torch.tanh,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "matvec": lambda u, w: F.linear(u, w),
+    "matvec-3d-batch": lambda u, w: F.linear(u, w),
+    "sum-all": torch.sum,
+    "sum-dim": lambda a: a.sum(1),
+    "log_softmax": lambda a: F.log_softmax(a, -1),
+    "tanh-composed": torch.tanh,
     "cross_entropy": lambda z: F.cross_entropy(z, torch.tensor([0, 2, 1, 2])),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name,fn,inputs", CASES, ids=[c[0] for c in CASES])
@@ -103,8 +111,15 @@ def test_every_function_defines_its_own_backward():
             continue
         names.add(type(node).__name__)
         stack.extend(n for n, _ in node.next_functions)
-    assert names <= {"AddOpBackward", "MulOpBackward", "SumOpBackward", "LogSoftmaxOpBackward",
-                     "ReLUOpBackward", "MatVecOpBackward", "AccumulateGrad"}, names  # fmt: skip
+    assert names <= {
+        "AddOpBackward",
+        "MulOpBackward",
+        "SumOpBackward",
+        "LogSoftmaxOpBackward",
+        "ReLUOpBackward",
+        "MatVecOpBackward",
+        "AccumulateGrad",
+    }, names
 
 
 def test_unbroadcast_sums_back_to_each_shape():

@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 from torchvision import models
 
-from conftest import read_metrics, run_cli
 from descentlab.errors import CheckpointError, ConfigError
 from descentlab.models.backbone import Backbone
 from descentlab.run.train import run
+from helpers.cli import read_metrics, run_cli
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
@@ -94,9 +94,15 @@ def test_missing_or_bad_backbone_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_gradual_unfreezing_with_backbone_finetuning(make_cfg):
-    cfg = make_cfg("model=backbone", "model.net.name=resnet18", "callbacks=[default,finetune]",
-                   "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1", "trainer.max_epochs=2",
-                   "data.train_fraction=0.1", "logger=none")  # fmt: skip
+    cfg = make_cfg(
+        "model=backbone",
+        "model.net.name=resnet18",
+        "callbacks=[default,finetune]",
+        "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
+        "trainer.max_epochs=2",
+        "data.train_fraction=0.1",
+        "logger=none",
+    )
     metrics = run(cfg)
     assert metrics["epochs"] == 2
 
@@ -109,15 +115,29 @@ def test_fine_tuning_wins_at_3_percent_of_the_labels_and_ties_at_30(tmp_path):
     8 seeds split 4-3, paired differences within ±0.035, mean +0.003): fine-tuning must not
     lose there by more than 0.02."""
     pretrain = tmp_path / "pretrain"
-    run_cli(["+experiment=pretrain_backbone", f"hydra.run.dir={pretrain}", "logger=none",
-             "callbacks.progress_bar=null"])  # fmt: skip
+    run_cli(
+        [
+            "+experiment=pretrain_backbone",
+            f"hydra.run.dir={pretrain}",
+            "logger=none",
+            "callbacks.progress_bar=null",
+        ]
+    )
     assert read_metrics(pretrain)["test/acc"] > 0.9
     results = {}
     for fraction in (0.03, 0.3):
         for label, ckpt in (("finetuned", str(pretrain / "model.pt")), ("scratch", "null")):
             run_dir = tmp_path / f"{label}-{fraction}"
-            run_cli(["+experiment=finetune_backbone", f"pretrained={ckpt}", f"data.train_fraction={fraction}",
-                     f"hydra.run.dir={run_dir}", "logger=none", "callbacks.progress_bar=null"])  # fmt: skip
+            run_cli(
+                [
+                    "+experiment=finetune_backbone",
+                    f"pretrained={ckpt}",
+                    f"data.train_fraction={fraction}",
+                    f"hydra.run.dir={run_dir}",
+                    "logger=none",
+                    "callbacks.progress_bar=null",
+                ]
+            )
             results[label, fraction] = read_metrics(run_dir)["test/acc"]
     assert results["finetuned", 0.03] >= results["scratch", 0.03] + 0.2, results
     assert results["finetuned", 0.3] >= results["scratch", 0.3] - 0.02, results

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, one_error_line, run_cli
-from fake_files import MNIST_FILES, write_idx, write_mnist_like
+from helpers.cli import ROOT, one_error_line, run_cli
+from helpers.fake_files import MNIST_FILES, write_idx, write_mnist_like
 
 # (overrides, words the one-line message must contain)
 BAD_VALUES = [
@@ -110,7 +110,7 @@ BAD_VALUES = [
             "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=-1",
         ],
         ["unfreeze_backbone_at_epoch=-1", "integer >= 0"],
-    ),  # fmt: skip
+    ),
 ]
 
 
@@ -129,14 +129,21 @@ def test_bad_value_is_one_line_and_writes_nothing(tmp_path, overrides, words):
 def test_a_value_refused_at_validation_exits_before_torch_is_imported(tmp_path, override):
     # why refusals take ~1 s, not the ~7 s of importing torch and Lightning: the checks and
     # everything they import are torch-free (python -X importtime lists each import made)
-    proc = run_cli([override, f"hydra.run.dir={tmp_path / 'run'}"], check=False,
-                   env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
-    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")]  # fmt: skip
+    proc = run_cli(
+        [override, f"hydra.run.dir={tmp_path / 'run'}"],
+        check=False,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
     assert "omegaconf" in imported  # the import list was recorded
     assert "torch" not in imported and "lightning" not in imported
-    proc.stderr = "\n".join(line for line in proc.stderr.splitlines()
-                            if not line.startswith("import time:"))  # fmt: skip
+    proc.stderr = "\n".join(
+        line for line in proc.stderr.splitlines() if not line.startswith("import time:")
+    )
     assert override.split("=")[0] in one_error_line(proc)
 
 
@@ -155,8 +162,10 @@ def test_mnist_files_with_a_wrong_magic_number_are_one_line(tmp_path):
     content = bytearray(images.read_bytes())
     content[0:4] = b"\x00\x00\x77\x77"  # not an idx magic number
     images.write_bytes(bytes(content))
-    proc = run_cli(["data=mnist", f"paths.data_dir={tmp_path / 'data'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        ["data=mnist", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        check=False,
+    )
     error = one_error_line(proc)
     assert "MNIST" in error and "format" in error and str(tmp_path / "data") in error
     assert not (tmp_path / "run").exists()
@@ -167,8 +176,10 @@ def test_mnist_labels_outside_the_classes_are_one_line(tmp_path):
     labels = np.full(200, 3, dtype=np.uint8)
     labels[17] = 12
     write_idx(raw / MNIST_FILES[True][1], labels)
-    proc = run_cli(["data=mnist", f"paths.data_dir={tmp_path / 'data'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        ["data=mnist", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        check=False,
+    )
     error = one_error_line(proc)
     assert "label 12" in error and "0..9" in error
 
@@ -207,14 +218,24 @@ def test_report_on_an_unreadable_metrics_json_is_one_line(tmp_path, content):
 
 
 def test_report_reads_the_nan_strings_train_py_writes(tmp_path):
-    good = {"status": "completed", "val/acc": 0.9, "val/loss": 0.3, "train/loss": 0.2,
-            "train/acc": 0.95, "test/loss": 0.3, "test/acc": 0.9}  # fmt: skip
+    good = {
+        "status": "completed",
+        "val/acc": 0.9,
+        "val/loss": 0.3,
+        "train/loss": 0.2,
+        "train/acc": 0.95,
+        "test/loss": 0.3,
+        "test/acc": 0.9,
+    }
     nan = {**good, "val/acc": "nan", "val/loss": "nan"}
     for name, metrics in (("a", nan), ("b", good)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
-    proc = run_cli([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")],
-                   module="descentlab.report", cwd=ROOT)  # fmt: skip
+    proc = run_cli(
+        [str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")],
+        module="descentlab.report",
+        cwd=ROOT,
+    )
     rows = [
         line for line in proc.stdout.splitlines() if line.startswith("| ") and "run" not in line
     ]

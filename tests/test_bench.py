@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers.cli import ROOT, run_cli
 
 # overhead_mnist is left out: it is overhead_digits' function (epoch_overhead) on another
 # dataset, and its eight train.py processes were ~50 s of this test; `make bench` runs it.
@@ -85,7 +85,12 @@ def test_bench_folder_refuses_bad_arguments_in_one_line_before_measuring(args, w
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_folder.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_folder.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr[-1000:]
     assert words in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr

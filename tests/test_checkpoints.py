@@ -47,12 +47,20 @@ def test_a_checkpoint_is_the_weights_plus_the_optimizer_state(make_cfg, tmp_path
 
 def test_checkpoints_go_to_an_fsspec_url(make_cfg, tmp_path):
     url = f"memory://{tmp_path.name}/checkpoints"
-    metrics = run(make_cfg(*QUICK, f"callbacks.model_checkpoint.dirpath={url}",
-                           f"callbacks.last_checkpoint.dirpath={url}"))  # fmt: skip
+    metrics = run(
+        make_cfg(
+            *QUICK,
+            f"callbacks.model_checkpoint.dirpath={url}",
+            f"callbacks.last_checkpoint.dirpath={url}",
+        )
+    )
     fs = fsspec.filesystem("memory")
-    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"/{tmp_path.name}/checkpoints", detail=False)) == [
-        "best.ckpt", "last.ckpt",
-    ]  # fmt: skip
+    assert sorted(
+        p.rsplit("/", 1)[1] for p in fs.ls(f"/{tmp_path.name}/checkpoints", detail=False)
+    ) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]
     assert metrics["ckpt_path"] == f"{url}/best.ckpt"
     assert not (tmp_path / "checkpoints").exists()
     best = load_checkpoint(metrics["ckpt_path"])
@@ -82,8 +90,15 @@ def test_a_run_resumes_from_an_fsspec_url(make_cfg, tmp_path):
         f"callbacks.last_checkpoint.dirpath={url}",
     ]
     run(make_cfg(*where, "logger=none", "trainer.max_epochs=1", subdir="first"))
-    resumed = run(make_cfg(*where, "logger=none", "trainer.max_epochs=2", f"ckpt_path={url}/last.ckpt",
-                           subdir="second"))  # fmt: skip
+    resumed = run(
+        make_cfg(
+            *where,
+            "logger=none",
+            "trainer.max_epochs=2",
+            f"ckpt_path={url}/last.ckpt",
+            subdir="second",
+        )
+    )
     assert resumed["epochs"] == 2 and resumed["global_step"] == 2 * 19  # epoch 0 not trained again
     memory = fsspec.filesystem("memory")
     assert memory.isfile(f"/{tmp_path.name}-resume/checkpoints/last.ckpt")  # not a local dir
@@ -93,9 +108,13 @@ def test_a_run_resumes_from_an_fsspec_url(make_cfg, tmp_path):
 def test_a_resumed_run_restores_the_best_weights_from_best_ckpt(make_cfg, tmp_path):
     # From epoch 2 on the learning rate is negative: gradient ascent, every epoch worse than
     # epoch 1, whose weights are kept. The resumed process never saw epoch 1 in memory.
-    ascent = ["optimizer=torch_sgd", "optimizer.lr=0.1", "logger=none",
-              "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
-              "milestones:[2],gamma:-1.0}"]  # fmt: skip
+    ascent = [
+        "optimizer=torch_sgd",
+        "optimizer.lr=0.1",
+        "logger=none",
+        "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
+        "milestones:[2],gamma:-1.0}",
+    ]
     run(make_cfg(*ascent, "trainer.max_epochs=3"))
     metrics = run(make_cfg(*ascent, "trainer.max_epochs=4", "ckpt_path=last"))
     assert metrics["best_epoch"] == 1 and metrics["epochs"] == 4
@@ -111,12 +130,22 @@ def test_a_resume_follows_the_configs_early_stopping_patience(make_cfg):
     # Gradient ascent from epoch 2 on (as above): every later epoch is worse. With the first
     # run's patience (2) restored from the checkpoint, the resumed run would stop early at
     # epoch 3 (its last); the resume's own patience=10 lets it complete. (Later epochs diverge.)
-    ascent = ["optimizer=torch_sgd", "optimizer.lr=0.1", "logger=none",
-              "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
-              "milestones:[2],gamma:-1.0}"]  # fmt: skip
+    ascent = [
+        "optimizer=torch_sgd",
+        "optimizer.lr=0.1",
+        "logger=none",
+        "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
+        "milestones:[2],gamma:-1.0}",
+    ]
     first = run(make_cfg(*ascent, "trainer.max_epochs=3", "callbacks.early_stopping.patience=2"))
     assert first["status"] == "completed" and first["best_epoch"] == 1
-    resumed = run(make_cfg(*ascent, "trainer.max_epochs=4", "callbacks.early_stopping.patience=10",
-                           "ckpt_path=last"))  # fmt: skip
+    resumed = run(
+        make_cfg(
+            *ascent,
+            "trainer.max_epochs=4",
+            "callbacks.early_stopping.patience=10",
+            "ckpt_path=last",
+        )
+    )
     assert resumed["status"] == "completed" and resumed["epochs"] == 4, resumed
     assert resumed["best_epoch"] == 1

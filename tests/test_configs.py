@@ -33,7 +33,7 @@ def user_files(group: str, option: str, tmp_path) -> list[str]:
         torch.save({"x": torch.rand(10, 3), "y": torch.arange(10) % 2}, tmp_path / "d.pt")
         return [f"data.path={tmp_path / 'd.pt'}"]
     if (group, option) == ("data", "image_folder"):
-        from fake_files import write_image_folder
+        from helpers.fake_files import write_image_folder
 
         return [f"data.root={write_image_folder(tmp_path / 'imgs', per_class=1, size=8)}"]
     return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from helpers.cli import run_cli
 
 
 def test_a_default_run_prints_each_lightning_line_once_and_no_advertisement(tmp_path):
@@ -21,8 +21,16 @@ def test_a_default_run_prints_each_lightning_line_once_and_no_advertisement(tmp_
 
 @pytest.mark.slow
 def test_ddp_prints_no_sync_dist_warnings(tmp_path):
-    proc = run_cli(["trainer=ddp_cpu", "debug=limit", "trainer.max_epochs=1", "logger=none",
-                    f"hydra.run.dir={tmp_path}"], env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    proc = run_cli(
+        [
+            "trainer=ddp_cpu",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "logger=none",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        env={"PYTHONWARNINGS": "default"},
+    )
     console = proc.stdout + proc.stderr
     assert "Trainer.fit" in console  # the run did print (warnings were not all hidden)
     assert "sync_dist=True" not in console, console[-3000:]

@@ -14,7 +14,7 @@ from descentlab.data import (
     TensorBatches,
 )
 from descentlab.errors import ConfigError, DataNotFoundError
-from fake_files import register_cifar10_checksums, write_cifar10, write_mnist_like
+from helpers.fake_files import register_cifar10_checksums, write_cifar10, write_mnist_like
 
 
 def test_digits_split_is_fixed_by_the_seed_and_disjoint():

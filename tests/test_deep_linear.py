@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 from sklearn.datasets import load_digits
 from torch import nn
 
-from conftest import compose_config, run_cli
 from descentlab.models.mlp import MLP
+from helpers.cli import run_cli
+from helpers.compose import compose_config
 
 LAYERS = 12  # the experiment's L
 

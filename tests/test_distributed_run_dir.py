@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, read_metrics, run_cli
+from helpers.cli import ROOT, read_metrics, run_cli
 
 QUICK = ["callbacks.progress_bar=null", "logger=none", "debug=limit", "trainer.max_epochs=1"]
 
@@ -64,7 +64,7 @@ def test_torchrun_two_nodes_leave_one_run_dir(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for node in (0, 1)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -73,14 +73,26 @@ def test_torchrun_two_nodes_leave_one_run_dir(tmp_path):
     assert read_metrics(run_dir)["status"] == "completed"
     assert sorted(p.name for p in run_dir.glob("*.log")) == ["train.log", "train_rank1.log"]
     assert sorted(p.name for p in (run_dir / ".hydra").iterdir()) == [
-        "config.yaml", "hydra.yaml", "overrides.yaml",
-    ]  # fmt: skip
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
 
 
 def test_torchrun_with_other_devices_than_processes_is_one_line(tmp_path):
-    proc = run_cli(["--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), *QUICK,
-                    "trainer=ddp_cpu", "trainer.devices=1", f"paths.log_dir={tmp_path}"],
-                   module="torch.distributed.run", check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            "--standalone",
+            "--nproc_per_node=2",
+            str(ROOT / "train.py"),
+            *QUICK,
+            "trainer=ddp_cpu",
+            "trainer.devices=1",
+            f"paths.log_dir={tmp_path}",
+        ],
+        module="torch.distributed.run",
+        check=False,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")]
     assert proc.returncode != 0 and errors, proc.stderr[-3000:]
     assert "trainer.devices=1" in errors[0] and "torchrun started" in errors[0]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import one_error_line, read_metrics, run_cli
 from descentlab import api
 from descentlab.data import DigitsDataModule
 from descentlab.models.backbone import Backbone
 from descentlab.models.classifier import Classifier
 from descentlab.run.train import run
+from helpers.cli import one_error_line, read_metrics, run_cli
 
 QUICK = ["callbacks.progress_bar=null", "logger=none"]
 
@@ -73,8 +73,10 @@ def test_eval_py_tests_a_checkpoint_a_model_pt_or_a_run_dir(trained, tmp_path, s
 @pytest.mark.slow
 def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
     out = tmp_path / "other"
-    run_cli([*QUICK, f"ckpt_path={trained}", "data.test_fraction=0.5", f"hydra.run.dir={out}"],
-            script_name="eval.py")  # fmt: skip
+    run_cli(
+        [*QUICK, f"ckpt_path={trained}", "data.test_fraction=0.5", f"hydra.run.dir={out}"],
+        script_name="eval.py",
+    )
     assert read_metrics(out)["test/acc"] != read_metrics(trained)["test/acc"]  # another test split
     error = one_error_line(
         run_cli(
@@ -86,7 +88,7 @@ def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
             ],
             script_name="eval.py",
             check=False,
-        )  # fmt: skip
+        )
     )
     assert "data=" in error and "10 classes" in error
     error = one_error_line(
@@ -94,7 +96,7 @@ def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
             [*QUICK, f"ckpt_path={tmp_path / 'nothing.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}"],
             script_name="eval.py",
             check=False,
-        )  # fmt: skip
+        )
     )
     assert "ckpt_path=" in error and "run dir" in error
     # the model's 10 classes, but 5 features for its 8x8 inputs: was a matmul traceback
@@ -110,7 +112,7 @@ def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
             ],
             script_name="eval.py",
             check=False,
-        )  # fmt: skip
+        )
     )
     assert "inputs of shape [5]" in error and "the model's input shape [1, 8, 8]" in error, error
     assert not any((tmp_path / d).exists() for d in "abc")
@@ -131,9 +133,18 @@ def test_an_optable_model_loads_with_its_op_table_loss(make_cfg, tmp_path):
 def test_a_backbone_loads_without_its_initial_weights_file(make_cfg, tmp_path):
     start = tmp_path / "start.pt"
     torch.save(Backbone("mobilenet_v3_small", 10, (1, 8, 8)).state_dict(), start)
-    run(make_cfg(*QUICK, "model=backbone", "model.net.name=mobilenet_v3_small",
-                 f"model.net.checkpoint={start}", "debug=limit", "trainer.max_epochs=1",
-                 "data.batch_size=16", "test=false"))  # fmt: skip
+    run(
+        make_cfg(
+            *QUICK,
+            "model=backbone",
+            "model.net.name=mobilenet_v3_small",
+            f"model.net.checkpoint={start}",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "data.batch_size=16",
+            "test=false",
+        )
+    )
     start.unlink()  # a loaded model gets its weights from the checkpoint, not from here
     module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     kept = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, read_metrics, run_cli
+from helpers.cli import ROOT, read_metrics, run_cli
 
 MY_CODE = '''
 import torch
@@ -86,13 +86,20 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
         ):  # "copied from configs/model/mlp.yaml with net._target_ pointing at your class"
             mlp = (ROOT / "configs" / "model" / "mlp.yaml").read_text()
             net = mlp.split("net:\n", 1)[1].split("\noptimizer:", 1)[0]
-            content = mlp.replace(net, "  _target_: my_code.TinyNet\n  input_shape: ${data.dims}\n"
-                                       "  num_classes: ${data.num_classes}")  # fmt: skip
+            content = mlp.replace(
+                net,
+                "  _target_: my_code.TinyNet\n  input_shape: ${data.dims}\n"
+                "  num_classes: ${data.num_classes}",
+            )
         (checkout / name).write_text(content)
     run_dir = tmp_path / "run"
     pythonpath = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
-    run_cli(["+experiment=my_idea", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"],
-            cwd=checkout, env={"PYTHONPATH": pythonpath}, script=checkout / "train.py")  # fmt: skip
+    run_cli(
+        ["+experiment=my_idea", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"],
+        cwd=checkout,
+        env={"PYTHONPATH": pythonpath},
+        script=checkout / "train.py",
+    )
     metrics = read_metrics(run_dir)
     assert metrics["status"] in ("completed", "early_stopped")
     assert metrics["test/acc"] > 0.9  # two well-separated blobs

@@ -104,8 +104,15 @@ def hidden_rows(model):
 
 @pytest.mark.parametrize("init", ["zeros", "constant"])
 def test_constant_init_keeps_hidden_units_identical_through_training(make_cfg, init):
-    cfg = make_cfg(f"init={init}", "model.net.hidden_dims=[16]", "model.net.activation=sigmoid",
-                   "optimizer=sgd", "optimizer.lr=0.5", "trainer.max_epochs=3", "logger=none")  # fmt: skip
+    cfg = make_cfg(
+        f"init={init}",
+        "model.net.hidden_dims=[16]",
+        "model.net.activation=sigmoid",
+        "optimizer=sgd",
+        "optimizer.lr=0.5",
+        "trainer.max_epochs=3",
+        "logger=none",
+    )
     run(cfg)
     state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=True)[
         "state_dict"

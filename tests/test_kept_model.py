@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from conftest import read_metrics, run_cli
 from descentlab.report import load_runs, markdown_table
 from descentlab.run.train import main
-from wandb_records import records
+from helpers.cli import read_metrics, run_cli
+from helpers.wandb_records import records
 
 
 def csv_epochs(run_dir) -> dict[int, dict[str, float]]:
@@ -42,8 +42,15 @@ def wandb_summary(run_dir) -> dict:
 @pytest.fixture(scope="module")
 def early_stopped(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("early_stopped")
-    run_cli(["callbacks.early_stopping.patience=2", "trainer.max_epochs=80", "logger=many",
-             "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"])  # fmt: skip
+    run_cli(
+        [
+            "callbacks.early_stopping.patience=2",
+            "trainer.max_epochs=80",
+            "logger=many",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     return run_dir
 
 
@@ -68,8 +75,14 @@ def test_the_wandb_summary_holds_the_kept_models_metrics(early_stopped):
 
 
 def test_the_optimized_metric_is_the_kept_models(make_cfg, tmp_path):
-    cfg = make_cfg("callbacks.early_stopping.patience=1", "trainer.max_epochs=40", "optimizer=sgd",
-                   "optimizer.lr=2.0", "logger=csv", "optimized_metric=val/loss")  # fmt: skip
+    cfg = make_cfg(
+        "callbacks.early_stopping.patience=1",
+        "trainer.max_epochs=40",
+        "optimizer=sgd",
+        "optimizer.lr=2.0",
+        "logger=csv",
+        "optimized_metric=val/loss",
+    )
     value = main(cfg)
     metrics = read_metrics(tmp_path)
     assert value == metrics["val/loss"] and metrics["best_epoch"] < metrics["epochs"] - 1

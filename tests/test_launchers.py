@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from conftest import read_metrics, run_cli
+from helpers.cli import read_metrics, run_cli
 
 QUICK = ["callbacks.progress_bar=null", "logger=csv", "trainer.max_epochs=1"]
 
@@ -14,8 +14,15 @@ QUICK = ["callbacks.progress_bar=null", "logger=csv", "trainer.max_epochs=1"]
 @pytest.mark.slow
 def test_submitit_local_runs_the_jobs_in_parallel_processes_and_report_reads_them(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", *QUICK,
-                    f"hydra.sweep.dir={sweep}"])  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "optimizer=sgd,adam",
+            *QUICK,
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert "2 of 2 jobs completed" in proc.stderr
     jobs = [sweep / "0", sweep / "1"]
     for job in jobs:
@@ -36,8 +43,10 @@ def test_submitit_local_runs_the_jobs_in_parallel_processes_and_report_reads_the
 def test_a_requeued_slurm_job_resumes_from_its_own_last_checkpoint(tmp_path):
     run_cli([*QUICK, f"hydra.run.dir={tmp_path}"])
     # SLURM starts a requeued job's command again, with SLURM_RESTART_COUNT=1
-    run_cli([*QUICK[:-1], "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"],
-            env={"SLURM_RESTART_COUNT": "1"})  # fmt: skip
+    run_cli(
+        [*QUICK[:-1], "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"],
+        env={"SLURM_RESTART_COUNT": "1"},
+    )
     metrics = read_metrics(tmp_path)
     assert metrics["epochs"] == 2 and metrics["status"] == "completed"
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
@@ -62,9 +71,15 @@ def test_the_launcher_configs_build_submitits_launchers(launcher):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra/launcher={launcher}", "hydra.launcher.nodes=2",
-                                          "hydra.launcher.gpus_per_node=4"],
-                      return_hydra_config=True)  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=[
+                f"hydra/launcher={launcher}",
+                "hydra.launcher.nodes=2",
+                "hydra.launcher.gpus_per_node=4",
+            ],
+            return_hydra_config=True,
+        )
     HydraConfig.instance().set_config(cfg)
     built = instantiate(cfg.hydra.launcher)
     assert (

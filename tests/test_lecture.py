@@ -24,9 +24,14 @@ from descentlab.optim.minibatch import minibatch_gradient_variance, per_sample_g
 
 
 # ------------------------------------------------ the worked example, node by node
-@pytest.mark.parametrize("w,b,x,y,lam", [
-    (0.7, -0.3, 1.5, 1.0, 0.1), (-1.2, 0.4, -2.0, 0.0, 0.5), (3.0, 2.0, 0.5, 1.0, 0.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "w,b,x,y,lam",
+    [
+        (0.7, -0.3, 1.5, 1.0, 0.1),
+        (-1.2, 0.4, -2.0, 0.0, 0.5),
+        (3.0, 2.0, 0.5, 1.0, 0.0),
+    ],
+)
 def test_every_intermediate_by_hand_op_table_and_torch_autograd_agree(w, b, x, y, lam):
     hand = intermediates_by_hand(w, b, x, y, lam)
     table = intermediates_by_autograd(w, b, x, y, lam)
@@ -113,10 +118,12 @@ def test_minibatch_gradient_variance_falls_as_one_over_the_batch_size(batch_size
     per_sample = per_sample_gradients(model, nn.functional.cross_entropy, x, y)
     full = per_sample.mean(0)
     gen = torch.Generator().manual_seed(batch_size)
-    draws = torch.stack([
-        (per_sample[torch.randperm(N, generator=gen)[:batch_size]].mean(0) - full).pow(2).sum()
-        for _ in range(4000)
-    ])  # fmt: skip
+    draws = torch.stack(
+        [
+            (per_sample[torch.randperm(N, generator=gen)[:batch_size]].mean(0) - full).pow(2).sum()
+            for _ in range(4000)
+        ]
+    )
     predicted = minibatch_gradient_variance(per_sample, batch_size)
     standard_error = float(draws.std() / math.sqrt(len(draws)))
     assert abs(float(draws.mean()) - predicted) < 5 * standard_error

@@ -11,11 +11,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import ROOT, read_metrics, requires_gpu, run_cli
 from descentlab.autograd import ops
 from descentlab.autograd.layers import native_forward, op_cross_entropy
 from descentlab.errors import OpVerificationError
 from descentlab.run.train import run
+from helpers import requires_gpu
+from helpers.cli import ROOT, read_metrics, run_cli
 
 
 def test_optable_and_native_mlp_share_parameters_and_gradients(make_cfg):
@@ -57,8 +58,13 @@ def test_verify_ops_stops_the_run_when_a_derivative_is_wrong(make_cfg, monkeypat
         return grad * out
 
     monkeypatch.setattr(ops.SigmoidOp, "backward", staticmethod(wrong_backward))
-    cfg = make_cfg("model.net.ops=optable", "model.net.activation=sigmoid", "callbacks=[default,verify_ops]",
-                   "trainer.max_epochs=1", "logger=none")  # fmt: skip
+    cfg = make_cfg(
+        "model.net.ops=optable",
+        "model.net.activation=sigmoid",
+        "callbacks=[default,verify_ops]",
+        "trainer.max_epochs=1",
+        "logger=none",
+    )
     with pytest.raises(OpVerificationError, match="step 0 on rank 0"):
         run(cfg)
 
@@ -66,9 +72,18 @@ def test_verify_ops_stops_the_run_when_a_derivative_is_wrong(make_cfg, monkeypat
 def test_each_verification_reaches_the_logger_once(tmp_path):
     import csv
 
-    run_cli(["model.net.ops=optable", "callbacks=[default,verify_ops]", "callbacks.verify_ops.every_n_steps=5",
-             "trainer.log_every_n_steps=5", "trainer.max_epochs=1", "callbacks.progress_bar=null", "test=false",
-             f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    run_cli(
+        [
+            "model.net.ops=optable",
+            "callbacks=[default,verify_ops]",
+            "callbacks.verify_ops.every_n_steps=5",
+            "trainer.log_every_n_steps=5",
+            "trainer.max_epochs=1",
+            "callbacks.progress_bar=null",
+            "test=false",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
         steps = [row["step"] for row in csv.DictReader(f) if row.get("verify/max_abs_err")]
     # digits: 19 steps per epoch, checked at steps 0, 5, 10, 15
@@ -77,10 +92,17 @@ def test_each_verification_reaches_the_logger_once(tmp_path):
 
 # ------------------------------------------------------------------ multi-process
 DDP_COMMON = [
-    "model.net.ops=optable", "optimizer=torch_sgd", "optimizer.lr=0.2", "data.shuffle=false",
-    "trainer.max_epochs=2", "callbacks=[default,verify_ops]", "callbacks.early_stopping=null",
-    "callbacks.progress_bar=null", "callbacks.verify_ops.every_n_steps=5", "test=false",
-]  # fmt: skip
+    "model.net.ops=optable",
+    "optimizer=torch_sgd",
+    "optimizer.lr=0.2",
+    "data.shuffle=false",
+    "trainer.max_epochs=2",
+    "callbacks=[default,verify_ops]",
+    "callbacks.early_stopping=null",
+    "callbacks.progress_bar=null",
+    "callbacks.verify_ops.every_n_steps=5",
+    "test=false",
+]
 
 
 def final_weights(run_dir):
@@ -131,11 +153,22 @@ def test_torchrun_two_nodes_on_loopback_matches_one_process(single_process_run, 
     procs = []
     for node in (0, 1):
         cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
-            f"--node_rank={node}", "--master_addr=127.0.0.1", f"--master_port={port}",
-            str(ROOT / "train.py"), *DDP_COMMON, "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2",
-            "data.batch_size=32", f"hydra.run.dir={tmp_path / f'node{node}'}",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={node}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            str(ROOT / "train.py"),
+            *DDP_COMMON,
+            "trainer=ddp_cpu",
+            "trainer.devices=1",
+            "trainer.num_nodes=2",
+            "data.batch_size=32",
+            f"hydra.run.dir={tmp_path / f'node{node}'}",
+        ]
         procs.append(
             subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -154,15 +187,31 @@ def test_torchrun_two_nodes_on_loopback_matches_one_process(single_process_run, 
 @requires_gpu
 @pytest.mark.gpu
 def test_optable_trains_on_gpu(make_cfg):
-    metrics = run(make_cfg("model.net.ops=optable", "trainer=gpu", "callbacks=[default,verify_ops]",
-                           "trainer.max_epochs=10", "logger=none"))  # fmt: skip
+    metrics = run(
+        make_cfg(
+            "model.net.ops=optable",
+            "trainer=gpu",
+            "callbacks=[default,verify_ops]",
+            "trainer.max_epochs=10",
+            "logger=none",
+        )
+    )
     assert metrics["test/acc"] >= 0.95 and metrics["verify/max_rel_err"] < 1e-4
 
 
 @pytest.mark.multigpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2+ CUDA GPUs")
 def test_optable_ddp_on_gpus(tmp_path):
-    proc = run_cli(["model.net.ops=optable", "trainer=ddp", "trainer.devices=2", "callbacks=[default,verify_ops]",
-                    "callbacks.progress_bar=null", "trainer.max_epochs=5", f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    proc = run_cli(
+        [
+            "model.net.ops=optable",
+            "trainer=ddp",
+            "trainer.devices=2",
+            "callbacks=[default,verify_ops]",
+            "callbacks.progress_bar=null",
+            "trainer.max_epochs=5",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert "verify_ops: rank 1 passed" in proc.stdout + proc.stderr
     assert read_metrics(tmp_path)["test/acc"] >= 0.9

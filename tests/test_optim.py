@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from conftest import run_cli
 from descentlab.errors import ConfigError
 from descentlab.optim import SGD, Adam, Adaptive, Momentum
+from helpers.cli import run_cli
 
 STEPS = 120
 
@@ -96,14 +96,18 @@ def test_momentum_vs_torch_default_start_differs_by_mu_to_the_t_times_g1():
 
 @pytest.mark.parametrize("wd", [0.0, 0.01])
 def test_coordinate_scope_adaptive_equals_torch_adagrad(wd):
-    compare(lambda p: Adaptive(p, lr=0.05, eps=1e-10, weight_decay=wd, scope="coordinate"),
-            lambda p: torch.optim.Adagrad(p, lr=0.05, eps=1e-10, weight_decay=wd))  # fmt: skip
+    compare(
+        lambda p: Adaptive(p, lr=0.05, eps=1e-10, weight_decay=wd, scope="coordinate"),
+        lambda p: torch.optim.Adagrad(p, lr=0.05, eps=1e-10, weight_decay=wd),
+    )
 
 
 @pytest.mark.parametrize("wd", [0.0, 0.01])
 def test_adam_equals_torch_adam(wd):
-    compare(lambda p: Adam(p, lr=0.01, mu=0.9, beta=0.99, eps=1e-8, weight_decay=wd),
-            lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd))  # fmt: skip
+    compare(
+        lambda p: Adam(p, lr=0.01, mu=0.9, beta=0.99, eps=1e-8, weight_decay=wd),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd),
+    )
 
 
 # ------------------------------------------------ the notes' literal forms, transcribed
@@ -200,8 +204,10 @@ def test_global_is_not_per_tensor():
 def test_tensor_scope_adaptive_equals_the_per_tensor_formula():
     check_against_transcription(
         lambda p: Adaptive(p, lr=0.05, eps=1e-8, scope="tensor"),
-        literal_adaptive_tensor, lr=0.05, eps=1e-8,
-    )  # fmt: skip
+        literal_adaptive_tensor,
+        lr=0.05,
+        eps=1e-8,
+    )
 
 
 # β = μ = 0.5: the notes' correction never compounds (β/(1−β^t) < 1 for t ≥ 2), so all 120
@@ -210,16 +216,24 @@ def test_tensor_scope_adaptive_equals_the_per_tensor_formula():
 def test_global_lecture_adam_equals_the_notes_formula_over_the_concatenated_vector(mu, beta):
     check_against_transcription(
         lambda p: Adam(p, lr=0.01, mu=mu, beta=beta, eps=1e-8, form="lecture"),
-        literal_adam_global, lr=0.01, mu=mu, beta=beta, eps=1e-8,
-    )  # fmt: skip
+        literal_adam_global,
+        lr=0.01,
+        mu=mu,
+        beta=beta,
+        eps=1e-8,
+    )
 
 
 @pytest.mark.parametrize("mu,beta", [(0.9, 0.99), (0.5, 0.5)])
 def test_tensor_scope_lecture_adam_equals_the_per_tensor_formula(mu, beta):
     check_against_transcription(
         lambda p: Adam(p, lr=0.01, mu=mu, beta=beta, eps=1e-8, form="lecture", scope="tensor"),
-        literal_adam_tensor, lr=0.01, mu=mu, beta=beta, eps=1e-8,
-    )  # fmt: skip
+        literal_adam_tensor,
+        lr=0.01,
+        mu=mu,
+        beta=beta,
+        eps=1e-8,
+    )
 
 
 def test_lecture_adam_inflates_early_first_moments():
@@ -288,8 +302,10 @@ def test_selecting_the_lecture_form_logs_one_warning(caplog, monkeypatch):
 # ------------------------------------------------ centered norm 0 while the gradient is not
 def test_tensor_scope_refuses_a_one_element_tensor_naming_it():
     params = [torch.zeros(3, requires_grad=True), torch.ones(1, requires_grad=True)]
-    for make in (lambda: Adaptive(params, scope="tensor"),
-                 lambda: Adam(params, form="lecture", scope="tensor")):  # fmt: skip
+    for make in (
+        lambda: Adaptive(params, scope="tensor"),
+        lambda: Adam(params, form="lecture", scope="tensor"),
+    ):
         with pytest.raises(
             ConfigError, match=r"optimizer.scope='tensor'.*parameter 1 of group 0 \(shape \(1,\)\)"
         ) as err:
@@ -300,10 +316,16 @@ def test_tensor_scope_refuses_a_one_element_tensor_naming_it():
         Adaptive(named, scope="tensor")
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: Adaptive(p, lr=0.1), lambda p: Adaptive(p, lr=0.1, scope="tensor"),
-    lambda p: Adam(p, lr=0.1, form="lecture"), lambda p: Adam(p, lr=0.1, form="lecture", scope="tensor"),
-], ids=["adaptive-global", "adaptive-tensor", "adam-global", "adam-tensor"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: Adaptive(p, lr=0.1),
+        lambda p: Adaptive(p, lr=0.1, scope="tensor"),
+        lambda p: Adam(p, lr=0.1, form="lecture"),
+        lambda p: Adam(p, lr=0.1, form="lecture", scope="tensor"),
+    ],
+    ids=["adaptive-global", "adaptive-tensor", "adam-global", "adam-tensor"],
+)
 def test_an_all_equal_gradient_gives_no_step_instead_of_a_giant_one(make):
     """‖g − mean(g)‖ = 0 with g ≠ 0: the literal rule steps η g/ε (w 1 → −2e9); ours does not move,
     and moves normally once the gradient's entries differ."""
@@ -327,10 +349,14 @@ def test_global_scope_with_a_single_scalar_parameter_never_steps_giantly():
 
 
 # ------------------------------------------------ scope: values, groups
-@pytest.mark.parametrize("make", [
-    lambda p: Adaptive(p, scope="vector"), lambda p: Adam(p, form="lecture", scope="layer"),
-    lambda p: Adam(p, scope="tensor"),  # standard Adam is per coordinate
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: Adaptive(p, scope="vector"),
+        lambda p: Adam(p, form="lecture", scope="layer"),
+        lambda p: Adam(p, scope="tensor"),  # standard Adam is per coordinate
+    ],
+)
 def test_bad_scope_is_a_one_line_config_error(make):
     with pytest.raises(ConfigError, match="optimizer.scope") as err:
         make([torch.zeros(2, requires_grad=True)])
@@ -353,14 +379,29 @@ def test_global_scope_spans_parameter_groups_and_they_must_share_it():
         Adam([{"params": [a]}, {"params": [b], "beta": 0.9}], form="lecture")
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: SGD(p, lr=0.1, weight_decay=0.01), lambda p: Momentum(p, lr=0.1, mu=0.9),
-    lambda p: Adaptive(p, lr=0.05), lambda p: Adaptive(p, lr=0.05, scope="tensor"),
-    lambda p: Adaptive(p, lr=0.05, scope="coordinate"), lambda p: Adam(p, lr=0.01),
-    lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture"),
-    lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture", scope="tensor"),
-], ids=["sgd", "momentum", "adaptive", "adaptive-tensor", "adagrad", "adam", "adam-lecture",
-        "adam-lecture-tensor"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SGD(p, lr=0.1, weight_decay=0.01),
+        lambda p: Momentum(p, lr=0.1, mu=0.9),
+        lambda p: Adaptive(p, lr=0.05),
+        lambda p: Adaptive(p, lr=0.05, scope="tensor"),
+        lambda p: Adaptive(p, lr=0.05, scope="coordinate"),
+        lambda p: Adam(p, lr=0.01),
+        lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture"),
+        lambda p: Adam(p, lr=0.01, mu=0.5, beta=0.5, form="lecture", scope="tensor"),
+    ],
+    ids=[
+        "sgd",
+        "momentum",
+        "adaptive",
+        "adaptive-tensor",
+        "adagrad",
+        "adam",
+        "adam-lecture",
+        "adam-lecture-tensor",
+    ],
+)
 def test_state_survives_a_checkpoint_round_trip(make, tmp_path):
     net, x, y = problem()
     net_a = copy.deepcopy(net)
@@ -380,27 +421,42 @@ def test_state_survives_a_checkpoint_round_trip(make, tmp_path):
     assert_same(resumed, straight, tol=1e-12)
 
 
-@pytest.mark.parametrize("make,key", [
-    (lambda p: SGD(p, lr=0.0), "optimizer.lr"), (lambda p: Momentum(p, mu=1.0), "optimizer.mu"),
-    (lambda p: Adam(p, beta=-0.1), "optimizer.beta"), (lambda p: Adaptive(p, weight_decay=-1), "optimizer.weight_decay"),
-    (lambda p: Adam(p, form="notes"), "optimizer.form"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "make,key",
+    [
+        (lambda p: SGD(p, lr=0.0), "optimizer.lr"),
+        (lambda p: Momentum(p, mu=1.0), "optimizer.mu"),
+        (lambda p: Adam(p, beta=-0.1), "optimizer.beta"),
+        (lambda p: Adaptive(p, weight_decay=-1), "optimizer.weight_decay"),
+        (lambda p: Adam(p, form="notes"), "optimizer.form"),
+    ],
+)
 def test_out_of_range_hyperparameters_are_config_errors(make, key):
     with pytest.raises(ConfigError, match=key):
         make([torch.zeros(2, requires_grad=True)])
 
 
 def test_the_old_key_per_coordinate_fails_in_one_line_naming_scope(tmp_path):
-    proc = run_cli(["optimizer=adaptive", "optimizer.per_coordinate=true", f"hydra.run.dir={tmp_path}"],
-                   check=False)  # fmt: skip
+    proc = run_cli(
+        ["optimizer=adaptive", "optimizer.per_coordinate=true", f"hydra.run.dir={tmp_path}"],
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1
     assert "optimizer.per_coordinate" in lines[0] and "optimizer.scope" in lines[0]
 
 
 def test_a_run_with_the_lecture_form_logs_exactly_one_warning_line(tmp_path):
-    proc = run_cli(["optimizer=adam", "optimizer.form=lecture", "debug=limit", "trainer.max_epochs=1",
-                    "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}"])  # fmt: skip
+    proc = run_cli(
+        [
+            "optimizer=adam",
+            "optimizer.form=lecture",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     output = proc.stdout + proc.stderr
     lines = [line for line in output.splitlines() if "optimizer.form=lecture" in line]
     assert len(lines) == 1 and "WARNING" in lines[0] and "exactly 0" in lines[0]

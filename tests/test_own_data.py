@@ -14,9 +14,9 @@ from hydra.utils import instantiate
 from PIL import Image
 from torchvision import models
 
-from conftest import one_error_line, read_metrics, run_cli
 from descentlab.data import ArraysDataModule, ImageFolderDataModule
-from fake_files import write_image_folder
+from helpers.cli import one_error_line, read_metrics, run_cli
+from helpers.fake_files import write_image_folder
 
 QUICK = ["logger=none", "callbacks.progress_bar=null"]
 # small images and an MLP: seconds per run on 2 cores; hflip off (a flipped digit is no digit)
@@ -36,8 +36,15 @@ def blobs(n: int = 300, shape=(4, 3), classes: int = 3, seed: int = 0):
 def test_arrays_npz_trains_and_tests_through_the_cli(tmp_path):
     x, y = blobs()
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    run_cli(["data=arrays", f"data.path={tmp_path / 'data.npz'}", "trainer.max_epochs=5",
-             f"hydra.run.dir={tmp_path / 'run'}", *QUICK])  # fmt: skip
+    run_cli(
+        [
+            "data=arrays",
+            f"data.path={tmp_path / 'data.npz'}",
+            "trainer.max_epochs=5",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *QUICK,
+        ]
+    )
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "completed" and metrics["test/acc"] > 0.9, metrics
 
@@ -46,8 +53,10 @@ def test_arrays_pt_gives_the_same_seeded_splits_as_npz(tmp_path):
     x, y = blobs(n=100, shape=(2, 2, 2), classes=4)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     torch.save({"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, tmp_path / "d.pt")
-    a, b = (ArraysDataModule(str(tmp_path / f), seed=3, num_classes=4, dims=(2, 2, 2))
-            for f in ("d.npz", "d.pt"))  # fmt: skip
+    a, b = (
+        ArraysDataModule(str(tmp_path / f), seed=3, num_classes=4, dims=(2, 2, 2))
+        for f in ("d.npz", "d.pt")
+    )
     a.setup(), b.setup()
     sizes = {k: len(v[1]) for k, v in a.splits.items()}
     assert sizes == {"train": 65, "val": 15, "test": 20}
@@ -85,8 +94,15 @@ def test_bad_array_files_are_one_line_naming_the_file(tmp_path):
         "folder.npz": "is a folder, not a .npz file",
     }
     for name, words in cases.items():
-        proc = run_cli(["data=arrays", f"data.path={tmp_path / name}", *QUICK,
-                        f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+        proc = run_cli(
+            [
+                "data=arrays",
+                f"data.path={tmp_path / name}",
+                *QUICK,
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ],
+            check=False,
+        )
         line = one_error_line(proc)
         assert words in line and name in line, line
         assert "cannot be built" not in line, line
@@ -141,8 +157,11 @@ def test_grayscale_files_become_rgb_and_loaders_default_to_the_cpus(tmp_path):
     write_image_folder(tmp_path, per_class=5, size=16, classes=[0, 1])
     Image.new("L", (16, 16), color=128).save(tmp_path / "0" / "gray.png")
     dm = ImageFolderDataModule(str(tmp_path), batch_size=64, image_size=16, num_workers=0)
-    images = torch.cat([x for x, _ in dm.train_dataloader()] + [x for x, _ in dm.val_dataloader()]
-                       + [x for x, _ in dm.test_dataloader()])  # fmt: skip
+    images = torch.cat(
+        [x for x, _ in dm.train_dataloader()]
+        + [x for x, _ in dm.val_dataloader()]
+        + [x for x, _ in dm.test_dataloader()]
+    )
     assert images.shape == (11, 3, 16, 16)
     default = ImageFolderDataModule(str(tmp_path))
     assert default.num_workers == max(1, min(8, os.cpu_count() or 1))
@@ -163,8 +182,14 @@ def test_pretrained_weights_bring_their_own_preprocessing(tmp_path, make_cfg):
     ours = dm.test_dataloader().dataset.transform(image)
     assert torch.allclose(ours, preset(image), atol=1e-5)  # size, crop, mean, std: the weights'
     # the config overrides it
-    cfg = make_cfg("data=image_folder", root, "model=backbone", "model.net.weights=DEFAULT",
-                   "data.image_size=48", "data.mean=[0.5,0.5,0.5]")  # fmt: skip
+    cfg = make_cfg(
+        "data=image_folder",
+        root,
+        "model=backbone",
+        "model.net.weights=DEFAULT",
+        "data.image_size=48",
+        "data.mean=[0.5,0.5,0.5]",
+    )
     dm = instantiate(cfg.data)
     assert list(cfg.data.dims) == [3, 48, 48] and dm.prep["mean"] == (0.5, 0.5, 0.5)
     assert dm.prep["std"] == tuple(preset.std)
@@ -213,8 +238,9 @@ def bad_trees(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.slow  # several CLI runs
 def test_bad_folders_are_one_line_naming_the_path(tmp_path):
     for words, (root, named) in bad_trees(tmp_path).items():
-        proc = run_cli([*SMALL, f"data.root={root}", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],
-                       check=False)  # fmt: skip
+        proc = run_cli(
+            [*SMALL, f"data.root={root}", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"], check=False
+        )
         line = one_error_line(proc)
         assert words in line and named in line, (words, line)
         assert not (tmp_path / "run" / "metrics.json").exists()
@@ -234,9 +260,18 @@ def truncated_jpeg_tree(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_file_that_fails_to_decode_in_a_worker_is_one_line(tmp_path):
     root, bad = truncated_jpeg_tree(tmp_path)
-    proc = run_cli([*SMALL, f"data.root={root}", "data.val_fraction=0.2", "data.test_fraction=0.2",
-                    "trainer.max_epochs=1", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],
-                   check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.2",
+            "trainer.max_epochs=1",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     line = one_error_line(proc)
     assert str(bad) in line and "data.on_bad_image=skip" in line, line
 
@@ -244,8 +279,16 @@ def test_a_file_that_fails_to_decode_in_a_worker_is_one_line(tmp_path):
 def test_on_bad_image_skip_drops_the_files_with_a_count(tmp_path):
     root, bad = truncated_jpeg_tree(tmp_path)
     (root / "1" / "junk.png").write_bytes(b"not an image")
-    proc = run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "trainer.max_epochs=1",
-                    *QUICK, f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    proc = run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.on_bad_image=skip",
+            "trainer.max_epochs=1",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     assert "skipped 1 unreadable image file(s)" in proc.stderr  # junk.png, found before training
     assert read_metrics(tmp_path / "run")["status"] == "completed"
 
@@ -253,9 +296,18 @@ def test_on_bad_image_skip_drops_the_files_with_a_count(tmp_path):
 def test_on_bad_image_skip_survives_a_batch_with_no_readable_image(tmp_path):
     """Batches of one image: the truncated JPEG's batch is empty once it is dropped."""
     root, _bad = truncated_jpeg_tree(tmp_path)
-    run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "data.batch_size=1",
-             "data.eval_batch_size=1", "trainer.max_epochs=1", *QUICK,
-             f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.on_bad_image=skip",
+            "data.batch_size=1",
+            "data.eval_batch_size=1",
+            "trainer.max_epochs=1",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1
 
@@ -274,8 +326,16 @@ def test_a_skipped_file_is_named_once_per_worker_not_every_epoch(tmp_path):
         write_image_folder(root / split, per_class=n, size=16, classes=[0, 1], suffix=".jpg")
     bad = next((root / "train" / "1").glob("*.jpg"))
     truncate(bad)
-    proc = run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "trainer.max_epochs=4",
-                    *QUICK, f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    proc = run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.on_bad_image=skip",
+            "trainer.max_epochs=4",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     lines = [line for line in proc.stderr.splitlines() if "skipped unreadable image" in line]
     assert 1 <= len(lines) <= 2, proc.stderr[-2000:]  # 2 workers, 4 epochs: was 2 lines each
     assert all(line == f"descentlab: skipped unreadable image {bad}" for line in lines), lines
@@ -296,8 +356,17 @@ def test_a_split_with_no_readable_image_is_one_line(tmp_path, kind):
                 (root / "val" / cls / f"{i}.png").write_bytes(b"not an image")
             else:
                 truncate(root / "val" / cls / f"{i}.jpg")
-    proc = run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "trainer.max_epochs=2",
-                    *QUICK, f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.on_bad_image=skip",
+            "trainer.max_epochs=2",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     line = one_error_line(proc)
     assert "no readable image" in line and "val split" in line, line
 
@@ -312,10 +381,21 @@ def test_on_bad_image_skip_under_ddp_survives_a_batch_with_no_readable_image(tmp
         write_image_folder(root / split, per_class=2, size=16, classes=[0, 1], suffix=".jpg")
     for i in range(4):  # batches of 1: each of these is an empty batch on its rank
         truncate(next((root / "train" / "1").glob(f"{i}.*")))
-    run_cli([*SMALL, f"data.root={root}", "data.on_bad_image=skip", "data.batch_size=1",
-             "data.eval_batch_size=1", "data.num_workers=1", "trainer=ddp_cpu",
-             "trainer.max_epochs=1", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],
-            timeout=300)  # fmt: skip
+    run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.on_bad_image=skip",
+            "data.batch_size=1",
+            "data.eval_batch_size=1",
+            "data.num_workers=1",
+            "trainer=ddp_cpu",
+            "trainer.max_epochs=1",
+            *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        timeout=300,
+    )
     assert read_metrics(tmp_path / "run")["status"] == "completed"
 
 
@@ -326,16 +406,37 @@ def test_image_folder_end_to_end_then_fine_tuned_from_its_model(tmp_path):
     then the documented starting point for one's own images fine-tunes from that model.pt."""
     root = write_image_folder(tmp_path / "digits", per_class=12, size=32)
     first = tmp_path / "first"
-    run_cli(["data=image_folder", f"data.root={root}", "model=backbone", "model.net.name=resnet18",
-             "data.hflip=false", "data.num_workers=2", "trainer.max_epochs=2",
-             f"hydra.run.dir={first}", *QUICK])  # fmt: skip
+    run_cli(
+        [
+            "data=image_folder",
+            f"data.root={root}",
+            "model=backbone",
+            "model.net.name=resnet18",
+            "data.hflip=false",
+            "data.num_workers=2",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={first}",
+            *QUICK,
+        ]
+    )
     metrics = read_metrics(first)
     assert metrics["status"] == "completed" and "test/acc" in metrics
     assert (first / "model.pt").is_file()
     tuned = tmp_path / "tuned"
-    run_cli(["+experiment=finetune_folder", f"data.root={root}", "model.net.weights=null",
-             f"model.net.checkpoint={first / 'model.pt'}", "data.hflip=false", "data.num_workers=2",
-             "data.image_size=32", "trainer.max_epochs=2", f"hydra.run.dir={tuned}", *QUICK])  # fmt: skip
+    run_cli(
+        [
+            "+experiment=finetune_folder",
+            f"data.root={root}",
+            "model.net.weights=null",
+            f"model.net.checkpoint={first / 'model.pt'}",
+            "data.hflip=false",
+            "data.num_workers=2",
+            "data.image_size=32",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={tuned}",
+            *QUICK,
+        ]
+    )
     assert read_metrics(tuned)["status"] == "completed"
 
 
@@ -343,8 +444,18 @@ def test_image_folder_end_to_end_then_fine_tuned_from_its_model(tmp_path):
 def test_ddp_gives_each_rank_its_own_shard(tmp_path):
     root = write_image_folder(tmp_path / "imgs", per_class=10, size=16)  # 80 training images
     run_dir = tmp_path / "run"
-    run_cli([*SMALL, f"data.root={root}", "data.batch_size=8", "data.num_workers=1",
-             "trainer=ddp_cpu", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", *QUICK])  # fmt: skip
+    run_cli(
+        [
+            *SMALL,
+            f"data.root={root}",
+            "data.batch_size=8",
+            "data.num_workers=1",
+            "trainer=ddp_cpu",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={run_dir}",
+            *QUICK,
+        ]
+    )
     metrics = read_metrics(run_dir)
     # 80 images / 2 ranks = 40 each = 5 steps of 8 per epoch; unsharded it would be 10
     assert metrics["global_step"] == 2 * math.ceil(80 / 2 / 8), metrics
@@ -369,9 +480,16 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_with_the_next_batch(tmp_pa
     the loader's position; the resumed run's batches, and so its result, are the
     uninterrupted run's. A loader without that state restarts the epoch (20 steps)."""
     root = write_image_folder(tmp_path / "imgs", per_class=12, size=16)
-    common = [*SMALL, f"data.root={root}", "data.batch_size=16", "trainer.deterministic=true",
-              "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_epochs=null",
-              "callbacks.last_checkpoint.every_n_train_steps=4", *QUICK]  # fmt: skip
+    common = [
+        *SMALL,
+        f"data.root={root}",
+        "data.batch_size=16",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=3",
+        "callbacks.last_checkpoint.every_n_epochs=null",
+        "callbacks.last_checkpoint.every_n_train_steps=4",
+        *QUICK,
+    ]
     run_cli([*common, f"hydra.run.dir={tmp_path / 'straight'}"])
     resumed = tmp_path / "resumed"
     run_cli([*common, "+trainer.max_steps=8", f"hydra.run.dir={resumed}"])

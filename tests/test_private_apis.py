@@ -10,7 +10,7 @@ import pkgutil
 from pathlib import Path
 
 import descentlab
-from conftest import ROOT
+from helpers.cli import ROOT
 
 SRC = ROOT / "src" / "descentlab"
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 
-from conftest import read_metrics, run_cli
+from helpers.cli import read_metrics, run_cli
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def test_the_bar_shows_the_current_epochs_train_loss_not_the_previous_ones(tmp_path):
     # TTY_COMPATIBLE=1: rich draws as in a terminal, although stdout is a pipe here
-    proc = run_cli(["trainer.max_epochs=3", "logger=none", "test=false", f"hydra.run.dir={tmp_path}"],
-                   env={"TTY_COMPATIBLE": "1", "COLUMNS": "200"})  # fmt: skip
+    proc = run_cli(
+        ["trainer.max_epochs=3", "logger=none", "test=false", f"hydra.run.dir={tmp_path}"],
+        env={"TTY_COMPATIBLE": "1", "COLUMNS": "200"},
+    )
     screen = ANSI.sub("", proc.stdout.replace("\r", "\n"))
     shown = re.findall(r"Epoch 2/2 .*train/loss: (\d+\.\d+)", screen)
     assert shown, screen[-2000:]
@@ -39,9 +41,14 @@ def test_the_bar_updates_on_a_time_budget_not_after_every_batch(make_cfg, tmp_pa
 
     cfg = make_cfg("trainer.max_epochs=3")
     # one redraw per 10 s at most: the 19 batches of a digits epoch take far less than that
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[CountingBar(refresh_per_second=0.1)],
-                        default_root_dir=tmp_path)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[CountingBar(refresh_per_second=0.1)],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
     batches = 3 * trainer.num_training_batches
     # per epoch: the epoch start's reset, the first batch (the budget starts spent) and the

@@ -10,10 +10,10 @@ from hydra.utils import instantiate
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import read_metrics, run_cli
 from descentlab.data.augment import RandomHorizontalFlipBatch, augmentation, batch_affine
 from descentlab.models.classifier import squared_weight_norm
 from descentlab.run.train import run
+from helpers.cli import read_metrics, run_cli
 
 
 def test_penalty_is_lambda_times_squared_weights_not_biases(make_cfg):
@@ -59,8 +59,16 @@ def test_l2_and_l1_penalties_add_up(make_cfg):
 def test_l1_through_the_cli_gives_sparser_weights(tmp_path):
     def small_weight_fraction(regularizer: str) -> float:
         run_dir = tmp_path / regularizer
-        run_cli([f"regularizer={regularizer}", "trainer.max_epochs=6", "callbacks.progress_bar=null",
-                 "logger=none", "test=false", f"hydra.run.dir={run_dir}"])  # fmt: skip
+        run_cli(
+            [
+                f"regularizer={regularizer}",
+                "trainer.max_epochs=6",
+                "callbacks.progress_bar=null",
+                "logger=none",
+                "test=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
         state = torch.load(run_dir / "model.pt", weights_only=True)
         weights = torch.cat([v.flatten() for v in state.values() if v.ndim >= 2])
         return (weights.abs() < 1e-2).float().mean().item()
@@ -72,8 +80,15 @@ def test_l1_through_the_cli_gives_sparser_weights(tmp_path):
 
 def test_weight_decay_logs_penalty_and_shrinks_weights(make_cfg, tmp_path):
     plain = run(make_cfg("trainer.max_epochs=5", "callbacks.early_stopping=null", subdir="plain"))
-    decayed = run(make_cfg("regularizer=weight_decay", "model.l2_penalty=0.01", "trainer.max_epochs=5",
-                           "callbacks.early_stopping=null", subdir="decayed"))  # fmt: skip
+    decayed = run(
+        make_cfg(
+            "regularizer=weight_decay",
+            "model.l2_penalty=0.01",
+            "trainer.max_epochs=5",
+            "callbacks.early_stopping=null",
+            subdir="decayed",
+        )
+    )
     assert "train/penalty" in decayed and "train/penalty" not in plain
 
     def norm(sub):
@@ -98,8 +113,14 @@ def sgd_trajectory(net, step_fn, optimizer, steps=30):
 @pytest.mark.parametrize("lam", [1e-3, 0.05])
 def test_l2_penalty_lambda_is_torch_sgd_weight_decay_two_lambda_on_the_weights_only(make_cfg, lam):
     """L + λ‖w‖² has gradient ∇L + 2λw on weights: torch's weight_decay=2λ on a weights-only group."""
-    cfg = make_cfg("regularizer=weight_decay", f"model.l2_penalty={lam}", "optimizer=sgd",
-                   "optimizer.lr=0.5", "model.net.hidden_dims=[16,12]", "init=xavier_normal")  # fmt: skip
+    cfg = make_cfg(
+        "regularizer=weight_decay",
+        f"model.l2_penalty={lam}",
+        "optimizer=sgd",
+        "optimizer.lr=0.5",
+        "model.net.hidden_dims=[16,12]",
+        "init=xavier_normal",
+    )
     model = instantiate(cfg.model).double()
     start = copy.deepcopy(model.net)
     ours = sgd_trajectory(
@@ -162,8 +183,14 @@ def test_batch_affine_equals_torchvision_per_sample():
     scale = torch.tensor([1.0, 1.0, 1.1, 0.9, 1.0, 1.05])
     out = batch_affine(x, angle, shift, scale)
     for i in range(len(x)):
-        ref = TF.affine(x[i], angle=float(angle[i]), translate=shift[i].tolist(), scale=float(scale[i]),
-                        shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)  # fmt: skip
+        ref = TF.affine(
+            x[i],
+            angle=float(angle[i]),
+            translate=shift[i].tolist(),
+            scale=float(scale[i]),
+            shear=[0.0, 0.0],
+            interpolation=InterpolationMode.BILINEAR,
+        )
         assert torch.allclose(out[i], ref, atol=1e-5)
 
 
@@ -207,8 +234,13 @@ def test_augmented_training_still_learns(make_cfg):
 
 def test_early_stopping_restores_the_best_epochs_weights(make_cfg, tmp_path):
     # Set up to overfit: a big net, a high learning rate, 15% of the labels, short patience.
-    cfg = make_cfg("data.train_fraction=0.15", "optimizer.lr=0.01", "model.net.hidden_dims=[512,512]",
-                   "callbacks.early_stopping.patience=3", "trainer.max_epochs=100")  # fmt: skip
+    cfg = make_cfg(
+        "data.train_fraction=0.15",
+        "optimizer.lr=0.01",
+        "model.net.hidden_dims=[512,512]",
+        "callbacks.early_stopping.patience=3",
+        "trainer.max_epochs=100",
+    )
     metrics = run(cfg)
     assert metrics["best_epoch"] < metrics["epochs"] - 1  # it stopped after the best epoch
     assert metrics["epochs"] < 100  # ... early

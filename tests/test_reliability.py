@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, read_metrics, run_cli
 from descentlab.errors import CheckpointError
 from descentlab.storage.checkpoints import SafeCheckpointIO
 from descentlab.torchfile import load_checkpoint
+from helpers.cli import ROOT, read_metrics, run_cli
 
 BAD_INPUT = [
     # (overrides, words the one-line message must contain)
@@ -69,8 +69,13 @@ def test_full_error_shows_the_traceback(tmp_path):
 # ----------------------------------------------------------------------- divergence
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     # Two good epochs, then the scheduler multiplies the learning rate by 1e12.
-    boom = ["model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[2],gamma:1e12}",
-            "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=10", "callbacks.progress_bar=null"]  # fmt: skip
+    boom = [
+        "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[2],gamma:1e12}",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "trainer.max_epochs=10",
+        "callbacks.progress_bar=null",
+    ]
     proc = run_cli([*boom, f"hydra.run.dir={tmp_path}"], check=False)
     assert proc.returncode == 1
     error = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")][0]
@@ -89,8 +94,15 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path):
-    proc = run_cli(["optimizer=sgd", "optimizer.lr=1e12", "callbacks.progress_bar=null",
-                    f"hydra.run.dir={tmp_path}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            "optimizer=sgd",
+            "optimizer.lr=1e12",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        check=False,
+    )
     error = [line for line in proc.stderr.splitlines() if line.startswith("descentlab: error:")][0]
     assert proc.returncode == 1 and "no checkpoint was written before it" in error
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
@@ -165,10 +177,15 @@ def test_truncated_and_corrupt_checkpoints_get_a_clear_error(tmp_path):
 
 # ----------------------------------------------------------------- kill and resume
 RESUMABLE = [
-    "trainer.deterministic=true", "trainer.max_epochs=6", "model.net.hidden_dims=[1024,1024]",
-    "callbacks.last_checkpoint.every_n_epochs=null", "callbacks.last_checkpoint.every_n_train_steps=5",
-    "callbacks.early_stopping.patience=2", "callbacks.progress_bar=null", "logger=none",
-]  # fmt: skip
+    "trainer.deterministic=true",
+    "trainer.max_epochs=6",
+    "model.net.hidden_dims=[1024,1024]",
+    "callbacks.last_checkpoint.every_n_epochs=null",
+    "callbacks.last_checkpoint.every_n_train_steps=5",
+    "callbacks.early_stopping.patience=2",
+    "callbacks.progress_bar=null",
+    "logger=none",
+]
 COMPARED = [
     "val/loss",
     "val/acc",
@@ -193,8 +210,13 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path):
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={killed}"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = killed / "checkpoints" / "last.ckpt"
     step, deadline = 0, time.time() + 300
     while step < 40 and time.time() < deadline and proc.poll() is None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conftest import run_cli
 from descentlab.report import ReportError, draw_curves, load_runs, make_report, markdown_table
+from helpers.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,12 @@ def test_report_plots_and_ranks_a_multirun(multirun, tmp_path):
         dots = [line for line in ax.lines if line.get_marker() == "o"]
         assert len(ax.lines) == 4 and len(dots) == 2
     for run in runs:
-        dot = next(line for line in figure.axes[1].lines if line.get_marker() == "o"
-                   and line.get_color() == _line_of(figure.axes[1], run.label).get_color())  # fmt: skip
+        dot = next(
+            line
+            for line in figure.axes[1].lines
+            if line.get_marker() == "o"
+            and line.get_color() == _line_of(figure.axes[1], run.label).get_color()
+        )
         assert list(dot.get_xdata()) == [run.final["best_epoch"]]
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, one_error_line, read_metrics, run_cli
 from descentlab.torchfile import CONFIG_KEY
+from helpers.cli import ROOT, one_error_line, read_metrics, run_cli
 
 QUICK = ["callbacks.progress_bar=null", "trainer.deterministic=true"]
 IGNORED = ("ckpt_path", "model_path")  # paths differ between run dirs
@@ -94,8 +94,15 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(extended):
     before = {
         p: p.read_bytes() for p in (run_dir / "metrics.json", run_dir / "csv" / "metrics.csv")
     }
-    proc = run_cli([*QUICK, "logger=many", "trainer.max_epochs=5", "ckpt_path=last",
-                    f"hydra.run.dir={run_dir}"])  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "logger=many",
+            "trainer.max_epochs=5",
+            "ckpt_path=last",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     assert "nothing to resume" in proc.stderr and "already finished" in proc.stderr
     assert {p: p.read_bytes() for p in before} == before
 
@@ -103,8 +110,10 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(extended):
 @pytest.mark.slow
 def test_a_step_checkpoint_at_an_epochs_last_batch_resumes(tmp_path, straight):
     # 19 steps per epoch: every save would fall on an epoch's last batch
-    steps = ["callbacks.last_checkpoint.every_n_epochs=null",
-             "callbacks.last_checkpoint.every_n_train_steps=19"]  # fmt: skip
+    steps = [
+        "callbacks.last_checkpoint.every_n_epochs=null",
+        "callbacks.last_checkpoint.every_n_train_steps=19",
+    ]
     run_cli([*QUICK, *steps, "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"])
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 57
@@ -143,8 +152,17 @@ def test_ckpt_path_last_looks_only_in_this_run_dir(short_run):
 def test_resume_refuses_what_it_would_silently_ignore(short_run, override, words):
     logs, first = short_run
     before = (first / "checkpoints" / "last.ckpt").read_bytes()
-    proc = run_cli([*QUICK, "trainer.max_epochs=4", override, "ckpt_path=last",
-                    f"paths.log_dir={logs}", f"hydra.run.dir={first}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "trainer.max_epochs=4",
+            override,
+            "ckpt_path=last",
+            f"paths.log_dir={logs}",
+            f"hydra.run.dir={first}",
+        ],
+        check=False,
+    )
     error = one_error_line(proc)
     for word in words:
         assert word in error, error
@@ -160,8 +178,15 @@ def test_a_checkpoint_of_another_shape_is_one_line(short_run, tmp_path):
     old = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
     del old[CONFIG_KEY]
     torch.save(old, tmp_path / "old.ckpt")
-    proc = run_cli([*QUICK, "model.net.hidden_dims=[32]", f"ckpt_path={tmp_path / 'old.ckpt'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "model.net.hidden_dims=[32]",
+            f"ckpt_path={tmp_path / 'old.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     error = one_error_line(proc)
     assert "does not fit this model" in error and "size mismatch" not in error
 
@@ -172,16 +197,30 @@ def test_a_checkpoint_with_nan_weights_is_blamed(short_run, tmp_path):
     key = next(iter(ckpt["state_dict"]))
     ckpt["state_dict"][key][0] = float("nan")
     torch.save(ckpt, tmp_path / "nan.ckpt")
-    proc = run_cli([*QUICK, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'nan.ckpt'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "trainer.max_epochs=4",
+            f"ckpt_path={tmp_path / 'nan.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     error = one_error_line(proc)
     assert "non-finite weights" in error and key in error and "optimizer.lr" not in error
 
 
 def test_max_epochs_below_the_checkpoints_epochs_is_one_line(short_run, tmp_path):
     _, first = short_run
-    proc = run_cli([*QUICK, "trainer.max_epochs=1", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "trainer.max_epochs=1",
+            f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     assert "trainer.max_epochs=1" in one_error_line(proc) and "at least 2" in proc.stderr
 
 
@@ -190,8 +229,15 @@ def test_another_runs_checkpoint_into_a_run_dir_with_results_is_refused(short_ru
     other = tmp_path / "other"
     run_cli([*QUICK, "trainer.max_epochs=1", f"hydra.run.dir={other}"])
     before = (first / "metrics.json").read_bytes()
-    proc = run_cli([*QUICK, "trainer.max_epochs=3", f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
-                    f"hydra.run.dir={first}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            *QUICK,
+            "trainer.max_epochs=3",
+            f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={first}",
+        ],
+        check=False,
+    )
     assert "already holds a run" in one_error_line(proc)
     assert (first / "metrics.json").read_bytes() == before
 
@@ -224,14 +270,25 @@ def test_a_fresh_run_into_a_finished_run_dir_is_refused(short_run):
 
 
 # ------------------------------------------------------------------------- signals
-SLOW_ENOUGH = [*QUICK, "trainer.max_epochs=6", "model.net.hidden_dims=[1024,1024]",
-               "callbacks.early_stopping.patience=2", "logger=csv"]  # fmt: skip
+SLOW_ENOUGH = [
+    *QUICK,
+    "trainer.max_epochs=6",
+    "model.net.hidden_dims=[1024,1024]",
+    "callbacks.early_stopping.patience=2",
+    "logger=csv",
+]
 
 
 def start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -267,8 +324,10 @@ def test_sigterm_stops_resumably_and_the_resume_gives_the_uninterrupted_result(t
         torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
         == (metrics["global_step"])
     )  # the checkpoint is where it stopped
-    proc = run_cli([*SLOW_ENOUGH, "ckpt_path=last", f"hydra.run.dir={stopped}"],
-                   env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    proc = run_cli(
+        [*SLOW_ENOUGH, "ckpt_path=last", f"hydra.run.dir={stopped}"],
+        env={"PYTHONWARNINGS": "default"},
+    )
     assert "exists and is not empty" not in proc.stderr  # the resume's own checkpoints/
     resumed = read_metrics(stopped)
     assert resumed["status"] in ("completed", "early_stopped")

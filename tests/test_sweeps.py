@@ -14,8 +14,9 @@ import pytest
 import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from conftest import ROOT, compose_config, run_cli
-from wandb_records import records
+from helpers.cli import ROOT, run_cli
+from helpers.compose import compose_config
+from helpers.wandb_records import records
 
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 LOGGED = {"val/acc", "val/loss", "train/acc", "train/loss", "test/acc", "test/loss"}
@@ -104,8 +105,10 @@ def test_one_point_per_sweep_runs_end_to_end_offline(path, tmp_path):
     sweep = load(path)
     command = agent_command(sweep, points(sweep)[-1])
     run_dir = tmp_path / "run"
-    run_cli([*hydra_overrides(command), "trainer.fast_dev_run=true", f"hydra.run.dir={run_dir}"],
-            env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)})  # fmt: skip
+    run_cli(
+        [*hydra_overrides(command), "trainer.fast_dev_run=true", f"hydra.run.dir={run_dir}"],
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)},
+    )
     files = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
     # fast_dev_run swaps loggers for dummies during fit, so check the run's config record:
@@ -135,8 +138,17 @@ def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     # Job 1's learning rate is multiplied by 1e12 after two good epochs: it diverges in epoch 2.
     boom = "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[2],gamma:1.0}"
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "optimizer=sgd", boom, "model.scheduler.gamma=1.0,1e12", "trainer.max_epochs=4",
-                    "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep}"])  # fmt: skip
+    proc = run_cli(
+        [
+            "-m",
+            "optimizer=sgd",
+            boom,
+            "model.scheduler.gamma=1.0,1e12",
+            "trainer.max_epochs=4",
+            "callbacks.progress_bar=null",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert "1 of 2 jobs completed" in proc.stderr and "job 1 diverged" in proc.stderr
     good, bad = (json.loads((sweep / n / "metrics.json").read_text()) for n in ("0", "1"))
     assert good["status"] == "completed" and "test/acc" in good
@@ -167,7 +179,9 @@ def test_w_and_b_sweep_files_are_not_a_config_group():
 def test_a_sweep_where_no_job_completed_exits_1(tmp_path):
     """Failed jobs do not stop a sweep (exit 0 when any completed), but a sweep that produced
     nothing must be visible to a script: it exited 0 with '0 of 2 jobs completed'."""
-    proc = run_cli(["-m", "optimizer.lr=-1,-2", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                   check=False)  # fmt: skip
+    proc = run_cli(
+        ["-m", "optimizer.lr=-1,-2", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "0 of 2 jobs completed" in proc.stderr and "job 1 failed: optimizer.lr=-2" in proc.stderr

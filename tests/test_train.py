@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from torchvision import datasets
 
-from conftest import read_metrics, requires_gpu, run_cli
 from descentlab.run.train import run
-from fake_files import register_cifar10_checksums, write_cifar10, write_mnist_like
-from wandb_records import history
+from helpers import requires_gpu
+from helpers.cli import read_metrics, run_cli
+from helpers.fake_files import register_cifar10_checksums, write_cifar10, write_mnist_like
+from helpers.wandb_records import history
 
 REQUIRED_METRICS = {
     "train/loss",
@@ -183,8 +184,16 @@ def test_an_epoch_without_validation_records_no_validation_values(tmp_path):
     # only epoch 1 was validated, and only it may carry val/* and gap/* (Lightning keeps the
     # latest values around, which epochs 2 and 0 would otherwise have been given)
     run_dir = tmp_path / "run"
-    run_cli(["trainer.check_val_every_n_epoch=2", "trainer.max_epochs=3", "+trainer.max_steps=50",
-             "logger=none", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"])  # fmt: skip
+    run_cli(
+        [
+            "trainer.check_val_every_n_epoch=2",
+            "trainer.max_epochs=3",
+            "+trainer.max_steps=50",
+            "logger=none",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     epochs = json.loads((run_dir / "history.json").read_text())["epochs"]
     assert list(epochs) == ["0", "1", "2"]
     validated = {e for e, values in epochs.items() if any(k.startswith("val/") for k in values)}
@@ -204,8 +213,13 @@ def test_validating_every_other_epoch_keeps_the_best_weights_and_a_current_last_
     import torch
 
     run_dir = tmp_path / "run"
-    args = ["trainer.check_val_every_n_epoch=2", "trainer.max_epochs=5", "logger=none",
-            "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    args = [
+        "trainer.check_val_every_n_epoch=2",
+        "trainer.max_epochs=5",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={run_dir}",
+    ]
     run_cli(args)
     metrics = read_metrics(run_dir)
     assert metrics["best_epoch"] in (1, 3) and metrics["epochs"] == 5

@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import one_error_line, read_metrics, run_cli
 from descentlab.models.backbone import Backbone
 from descentlab.run.train import run
+from helpers.cli import one_error_line, read_metrics, run_cli
 
 
 def backbone_model(make_cfg, *overrides):
@@ -20,8 +20,9 @@ def backbone_model(make_cfg, *overrides):
 
 
 def test_the_backbone_trains_at_a_fraction_of_the_heads_learning_rate(make_cfg):
-    model = backbone_model(make_cfg, "model.backbone_lr_ratio=0.1", "optimizer=torch_sgd",
-                           "optimizer.lr=0.5")  # fmt: skip
+    model = backbone_model(
+        make_cfg, "model.backbone_lr_ratio=0.1", "optimizer=torch_sgd", "optimizer.lr=0.5"
+    )
     head, body = model.configure_optimizers().param_groups
     assert head["lr"] == 0.5 and body["lr"] == pytest.approx(0.05)
     assert {id(p) for p in head["params"]} == {id(p) for p in model.net.head.parameters()}
@@ -35,9 +36,15 @@ def batch_norms(model) -> list[nn.Module]:
 
 
 def test_probe_epochs_train_the_head_alone_with_frozen_batchnorm_then_everything(make_cfg):
-    cfg = make_cfg("model=backbone", "model.net.name=resnet18", "model.probe_epochs=1",
-                   "trainer.max_epochs=2", "data.train_fraction=0.05", "logger=none",
-                   "callbacks.early_stopping=null")  # fmt: skip
+    cfg = make_cfg(
+        "model=backbone",
+        "model.net.name=resnet18",
+        "model.probe_epochs=1",
+        "trainer.max_epochs=2",
+        "data.train_fraction=0.05",
+        "logger=none",
+        "callbacks.early_stopping=null",
+    )
     model = instantiate(cfg.model)
     before = {k: v.clone() for k, v in model.net.backbone.state_dict().items()}
     seen = {}
@@ -62,8 +69,14 @@ def test_probe_epochs_train_the_head_alone_with_frozen_batchnorm_then_everything
 
 
 def test_frozen_batchnorm_statistics_stay_the_pretrained_ones(make_cfg):
-    cfg = make_cfg("model=backbone", "model.net.name=resnet18", "model.bn_stats=frozen",
-                   "trainer.max_epochs=1", "data.train_fraction=0.05", "logger=none")  # fmt: skip
+    cfg = make_cfg(
+        "model=backbone",
+        "model.net.name=resnet18",
+        "model.bn_stats=frozen",
+        "trainer.max_epochs=1",
+        "data.train_fraction=0.05",
+        "logger=none",
+    )
     metrics = run(cfg)
     assert metrics["status"] == "completed"
     model = instantiate(cfg.model)
@@ -92,8 +105,9 @@ def test_fresh_layers_keep_their_random_init_and_the_rest_loads(tmp_path):
     torch.manual_seed(2)
     scratch = Backbone("resnet18", num_classes=5, input_shape=(1, 8, 8)).backbone.state_dict()
     torch.manual_seed(2)  # the same draw as scratch, then the checkpoint on top
-    net = Backbone("resnet18", num_classes=5, input_shape=(1, 8, 8), checkpoint=path,
-                   fresh_layers=["layer4"])  # fmt: skip
+    net = Backbone(
+        "resnet18", num_classes=5, input_shape=(1, 8, 8), checkpoint=path, fresh_layers=["layer4"]
+    )
     loaded = net.backbone.state_dict()
     fresh = [k for k in loaded if k.startswith("layer4.")]
     kept = [k for k in loaded if not k.startswith("layer4.")]
@@ -106,8 +120,14 @@ def test_fresh_layers_keep_their_random_init_and_the_rest_loads(tmp_path):
 
 def test_freeze_leaves_fresh_layers_trainable(tmp_path):
     path, _ = saved_backbone(tmp_path, seed=1)
-    net = Backbone("resnet18", num_classes=5, input_shape=(1, 8, 8), checkpoint=path,
-                   freeze=True, fresh_layers=["layer4"])  # fmt: skip
+    net = Backbone(
+        "resnet18",
+        num_classes=5,
+        input_shape=(1, 8, 8),
+        checkpoint=path,
+        freeze=True,
+        fresh_layers=["layer4"],
+    )
     trainable = {n.split(".")[0] for n, p in net.backbone.named_parameters() if p.requires_grad}
     assert trainable == {"layer4"}
 
@@ -116,9 +136,15 @@ def test_gradual_unfreezing_trains_fresh_layers_from_the_first_epoch(make_cfg, t
     import lightning as L
 
     path, _ = saved_backbone(tmp_path, seed=1)
-    cfg = make_cfg("model=backbone", "model.net.name=resnet18", f"model.net.checkpoint={path}",
-                   "model.net.fresh_layers=[layer4]", "callbacks=[default,finetune]",
-                   "trainer.max_epochs=1", "data.train_fraction=0.05")  # fmt: skip
+    cfg = make_cfg(
+        "model=backbone",
+        "model.net.name=resnet18",
+        f"model.net.checkpoint={path}",
+        "model.net.fresh_layers=[layer4]",
+        "callbacks=[default,finetune]",
+        "trainer.max_epochs=1",
+        "data.train_fraction=0.05",
+    )
     model = instantiate(cfg.model)
     before = {k: v.clone() for k, v in model.net.backbone.state_dict().items() if "conv" in k}
     changed = {}
@@ -131,17 +157,24 @@ def test_gradual_unfreezing_trains_fresh_layers_from_the_first_epoch(make_cfg, t
                 changed[top] = any(not torch.equal(state[k], before[k]) for k in keys)
 
     unfreezing = instantiate(cfg.callbacks.backbone_finetuning)  # unfreezes at epoch 5
-    trainer = instantiate(cfg.trainer, callbacks=[unfreezing, Record()], logger=False,
-                          enable_checkpointing=False)  # fmt: skip
+    trainer = instantiate(
+        cfg.trainer, callbacks=[unfreezing, Record()], logger=False, enable_checkpointing=False
+    )
     trainer.fit(model, datamodule=instantiate(cfg.data))
     assert changed == {"layer1": False, "layer4": True}  # pretrained frozen, fresh trained
 
 
 def test_a_run_resumed_after_the_unfreezing_epoch_trains_its_backbone(make_cfg, tmp_path):
     path, _ = saved_backbone(tmp_path, seed=1)
-    args = ["model=backbone", "model.net.name=resnet18", f"model.net.checkpoint={path}",
-            "callbacks=[default,finetune]", "data.train_fraction=0.05", "logger=none",
-            "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1"]  # fmt: skip
+    args = [
+        "model=backbone",
+        "model.net.name=resnet18",
+        f"model.net.checkpoint={path}",
+        "callbacks=[default,finetune]",
+        "data.train_fraction=0.05",
+        "logger=none",
+        "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
+    ]
     run(make_cfg(*args, "trainer.max_epochs=2", subdir="run"))  # unfrozen in epoch 1
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     before = torch.load(last, weights_only=False)["state_dict"]["net.backbone.conv1.weight"]
@@ -151,8 +184,10 @@ def test_a_run_resumed_after_the_unfreezing_epoch_trains_its_backbone(make_cfg, 
     # Lightning's callback left the resumed backbone frozen: conv1 did not move in epoch 2
     assert not torch.equal(after["state_dict"]["net.backbone.conv1.weight"], before)
     run(make_cfg(*args, "trainer.max_epochs=3", subdir="straight"))  # never interrupted
-    histories = [json.loads((tmp_path / d / "history.json").read_text())["epochs"]
-                 for d in ("run", "straight")]  # fmt: skip
+    histories = [
+        json.loads((tmp_path / d / "history.json").read_text())["epochs"]
+        for d in ("run", "straight")
+    ]
     assert histories[0] == histories[1]
 
 
@@ -160,28 +195,52 @@ def test_gradual_unfreezing_through_the_cli_unfreezes_without_lightnings_warning
     # at the unfreezing epoch Lightning warns that params "already exist" in the optimizer:
     # the BatchNorm layers (train_bn) and fresh layers that trained from the start, by design
     run_dir = tmp_path / "run"
-    proc = run_cli(["model=backbone", "model.net.name=resnet18", "callbacks=[default,finetune]",
-                    "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
-                    "trainer.max_epochs=2", "data.train_fraction=0.05", "logger=none",
-                    f"hydra.run.dir={run_dir}"], env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    proc = run_cli(
+        [
+            "model=backbone",
+            "model.net.name=resnet18",
+            "callbacks=[default,finetune]",
+            "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
+            "trainer.max_epochs=2",
+            "data.train_fraction=0.05",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        env={"PYTHONWARNINGS": "default"},
+    )
     assert read_metrics(run_dir)["epochs"] == 2
     assert "already exist" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
 
 
 def test_frozen_statistics_apply_to_pretrained_layers_only(make_cfg, tmp_path):
     path, _ = saved_backbone(tmp_path, seed=1)
-    model = backbone_model(make_cfg, f"model.net.checkpoint={path}", "model.bn_stats=frozen",
-                           "model.net.fresh_layers=[layer4]", "data=digits")  # fmt: skip
+    model = backbone_model(
+        make_cfg,
+        f"model.net.checkpoint={path}",
+        "model.bn_stats=frozen",
+        "model.net.fresh_layers=[layer4]",
+        "data=digits",
+    )
     model.train()
-    modes = {n.split(".")[0]: m.training for n, m in model.net.backbone.named_modules()
-             if isinstance(m, nn.BatchNorm2d)}  # fmt: skip
+    modes = {
+        n.split(".")[0]: m.training
+        for n, m in model.net.backbone.named_modules()
+        if isinstance(m, nn.BatchNorm2d)
+    }
     assert [top for top, training in modes.items() if training] == ["layer4"]
     assert set(modes) == {"bn1", "layer1", "layer2", "layer3", "layer4"}
 
 
 def test_a_fresh_layer_that_is_not_a_module_is_one_line(tmp_path):
-    proc = run_cli(["model=backbone", "model.net.fresh_layers=[layer9]", "logger=none",
-                    f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            "model=backbone",
+            "model.net.fresh_layers=[layer9]",
+            "logger=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     line = one_error_line(proc)
     assert "model.net.fresh_layers=['layer9']" in line and "layer4" in line, line
 
@@ -225,8 +284,16 @@ def test_a_one_sample_batch_under_ddp_trains_on_every_rank(make_cfg, tmp_path):
 
 
 def test_batch_size_1_with_batchnorm_is_one_line(tmp_path):
-    proc = run_cli(["model=backbone", "data.train_fraction=0.05", "data.batch_size=1",
-                    "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], check=False)  # fmt: skip
+    proc = run_cli(
+        [
+            "model=backbone",
+            "data.train_fraction=0.05",
+            "data.batch_size=1",
+            "logger=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
     line = one_error_line(proc)
     assert "data.batch_size=1" in line and "BatchNorm" in line, line
 

@@ -125,8 +125,12 @@ def predict(module, inputs, batch_size: int = 1024, accelerator: str = "cpu"):
     from torch.utils.data import DataLoader, TensorDataset
 
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     loader = DataLoader(TensorDataset(torch.as_tensor(inputs)), batch_size=batch_size)
     return torch.cat(trainer.predict(module, loader))

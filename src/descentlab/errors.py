@@ -83,8 +83,14 @@ class RunInterrupted(DescentlabError):
 
 # OSErrors a user fixes outside the code: space, permissions, a path that is a file.
 STORAGE_ERRNOS = (
-    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
-)  # fmt: skip
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+)
 
 
 def causes(err: BaseException | None) -> Iterator[BaseException]:

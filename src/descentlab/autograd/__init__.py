@@ -24,6 +24,24 @@ from descentlab.autograd.ops import (
 )
 
 __all__ = [
-    "AddOp", "LogSoftmaxOp", "MatVecOp", "MulOp", "PowOp", "ReLUOp", "SigmoidOp", "SumOp",
-    "add", "log_softmax", "matvec", "mean", "mul", "neg", "pow", "relu", "sigmoid", "sub", "sum", "tanh",
-]  # fmt: skip
+    "AddOp",
+    "LogSoftmaxOp",
+    "MatVecOp",
+    "MulOp",
+    "PowOp",
+    "ReLUOp",
+    "SigmoidOp",
+    "SumOp",
+    "add",
+    "log_softmax",
+    "matvec",
+    "mean",
+    "mul",
+    "neg",
+    "pow",
+    "relu",
+    "sigmoid",
+    "sub",
+    "sum",
+    "tanh",
+]

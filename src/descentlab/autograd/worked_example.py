@@ -71,16 +71,22 @@ def loss_with_ops(w, b, x, y, lam):
     return graph_with_ops(w, b, x, y, lam)["L"]
 
 
-def intermediates_by_autograd(w: float, b: float, x: float, y: float, lam: float,
-                              graph=graph_with_ops) -> dict[str, float]:  # fmt: skip
+def intermediates_by_autograd(
+    w: float, b: float, x: float, y: float, lam: float, graph=graph_with_ops
+) -> dict[str, float]:
     """∂L/∂(node) for every node, as autograd computes it through ``graph`` (float64).
 
     ``retain_grad`` keeps the gradient of the non-leaf nodes, which autograd otherwise
     frees as soon as it has passed it on.
     """
     leaf = lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True)  # noqa: E731
-    nodes = graph(leaf(w), leaf(b), torch.tensor(x, dtype=torch.float64),
-                  torch.tensor(y, dtype=torch.float64), lam)  # fmt: skip
+    nodes = graph(
+        leaf(w),
+        leaf(b),
+        torch.tensor(x, dtype=torch.float64),
+        torch.tensor(y, dtype=torch.float64),
+        lam,
+    )
     for name in ("L", "r", "l", "u", "z"):
         nodes[name].retain_grad()
     nodes["L"].backward()

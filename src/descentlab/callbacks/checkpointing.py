@@ -17,8 +17,13 @@ class LastCheckpoint(ModelCheckpoint):
     save is Lightning's own.
     """
 
-    def __init__(self, *args, every_n_train_steps: int | None = None,
-                 every_n_epochs: int | None = None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        every_n_train_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        **kwargs,
+    ):
         # At every training epoch's end (after its validation, when one runs), whatever
         # trainer.check_val_every_n_epoch: Lightning's default for that setting saves after
         # validations only, so last.ckpt fell behind by the unvalidated epochs and a resume

@@ -90,8 +90,10 @@ class RestoreBestEarlyStopping(EarlyStopping):
         if weights is None:
             log.warning(
                 "early stopping: the weights of epoch %s are neither in memory nor in a best "
-                "checkpoint on %s; the model keeps the last epoch's", self.best_epoch, self.monitor,
-            )  # fmt: skip
+                "checkpoint on %s; the model keeps the last epoch's",
+                self.best_epoch,
+                self.monitor,
+            )
             self.best_epoch = self.last_checked_epoch
             return
         pl_module.load_state_dict(weights)
@@ -114,8 +116,11 @@ class RestoreBestEarlyStopping(EarlyStopping):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(best_epoch=self.best_epoch, last_checked_epoch=self.last_checked_epoch,
-                     best_step=self.best_step)  # fmt: skip
+        state.update(
+            best_epoch=self.best_epoch,
+            last_checked_epoch=self.last_checked_epoch,
+            best_step=self.best_step,
+        )
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -45,8 +45,9 @@ class ProgressBar(RichProgressBar):
         if self.is_enabled and self._due(batch_idx, self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx: int = 0) -> None:  # fmt: skip
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if self.is_disabled:  # e.g. on every DDP rank but 0
             return
         if trainer.sanity_checking or self._due(
@@ -56,8 +57,9 @@ class ProgressBar(RichProgressBar):
                 trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
             )
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                          dataloader_idx: int = 0) -> None:  # fmt: skip
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if self.is_enabled and self._due(batch_idx, self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 

@@ -11,6 +11,7 @@ import os
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from descentlab.config.extras import check_loggers
 from descentlab.errors import ConfigError
 
 
@@ -40,16 +41,21 @@ def _check_data(data: DictConfig) -> None:
         raise ConfigError("data.batch_size", batch_size, "a positive integer or 'full'")
     if not _positive_int(data.get("eval_batch_size", 1)):
         raise ConfigError("data.eval_batch_size", data.get("eval_batch_size"), "a positive integer")
-    _check_number("data.train_fraction", data.get("train_fraction"), "a number in (0, 1]",
-                  lambda v: 0 < v <= 1)  # fmt: skip
+    _check_number(
+        "data.train_fraction",
+        data.get("train_fraction"),
+        "a number in (0, 1]",
+        lambda v: 0 < v <= 1,
+    )
     for key in ("val_fraction", "test_fraction"):
         _check_number(f"data.{key}", data.get(key), "a number in (0, 1)", lambda v: 0 < v < 1)
     val, test = data.get("val_fraction"), data.get("test_fraction")
     if val is not None and test is not None and val + test >= 1:
         raise ConfigError(
-            "data.val_fraction", val,
+            "data.val_fraction",
+            val,
             f"a fraction that leaves training data: val_fraction + test_fraction ({test}) < 1",
-        )  # fmt: skip
+        )
     workers = data.get("num_workers")
     if workers is not None and not (
         _positive_int(workers) or (workers == 0 and type(workers) is int)
@@ -86,9 +92,10 @@ def _check_data(data: DictConfig) -> None:
             or len(set(values)) != len(values)
         ):
             raise ConfigError(
-                "data.classes", values,
+                "data.classes",
+                values,
                 f"a list of at least 2 distinct class ids in 0..{total - 1} (one class is no classification task)",
-            )  # fmt: skip
+            )
 
 
 def _check_net(net: DictConfig, resuming: bool = False) -> None:
@@ -150,8 +157,9 @@ def _check_optimizer(optimizer: DictConfig) -> None:
         if key in optimizer and optimizer.get(key) not in allowed:
             shown = [a for a in allowed if a is not None]
             raise ConfigError(f"optimizer.{key}", optimizer.get(key), f"one of {shown}")
-    _check_number("optimizer.weight_decay", optimizer.get("weight_decay"), "a number >= 0",
-                  lambda v: v >= 0)  # fmt: skip
+    _check_number(
+        "optimizer.weight_decay", optimizer.get("weight_decay"), "a number >= 0", lambda v: v >= 0
+    )
 
 
 def _check_trainer(trainer: DictConfig) -> None:
@@ -194,10 +202,11 @@ def _check_devices(trainer: DictConfig) -> None:
     world = os.environ.get("WORLD_SIZE")
     if os.environ.get("TORCHELASTIC_RUN_ID") and world and devices * num_nodes != int(world):
         raise ConfigError(
-            "trainer.devices", devices,
+            "trainer.devices",
+            devices,
             f"trainer.devices × trainer.num_nodes = {world}, the processes torchrun started "
             f"(num_nodes={num_nodes})",
-        )  # fmt: skip
+        )
 
 
 def _has_cuda() -> bool:
@@ -236,8 +245,9 @@ def is_file(path, key: str = "ckpt_path") -> bool:
 def _check_transfer(model: DictConfig) -> None:
     """model=backbone's fine-tuning keys (Classifier checks them too, for API users; here
     they are refused before torch is imported)."""
-    _check_number("model.backbone_lr_ratio", model.get("backbone_lr_ratio"), "a number > 0",
-                  lambda v: v > 0)  # fmt: skip
+    _check_number(
+        "model.backbone_lr_ratio", model.get("backbone_lr_ratio"), "a number > 0", lambda v: v > 0
+    )
     probe = model.get("probe_epochs")
     if probe is not None and not (_is_number(probe) and isinstance(probe, int) and probe >= 0):
         raise ConfigError("model.probe_epochs", probe, "an integer >= 0")
@@ -268,9 +278,10 @@ def check_ckpt_path_not_empty(ckpt_path) -> None:
     refused: read as "no checkpoint", it silently trained a new run instead of resuming."""
     if isinstance(ckpt_path, str) and not ckpt_path.strip():
         raise ConfigError(
-            "ckpt_path", ckpt_path,
+            "ckpt_path",
+            ckpt_path,
             "an existing checkpoint file, 'last', or null (it is empty: an unset shell variable?)",
-        )  # fmt: skip
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -280,24 +291,28 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         resuming = cfg.get("ckpt_path") is not None
         raise ConfigError(
-            missing[0], "???",
+            missing[0],
+            "???",
             "a value is required here (set it on the command line"
             + ("; a resume takes the overrides its run was started with)" if resuming else ")"),
-        )  # fmt: skip
+        )
     _check_top_level(cfg)
+    check_loggers(cfg.get("logger"))
     _check_data(cfg.data)
     _check_transfer(cfg.model)
     _check_optimizer(cfg.model.get("optimizer", {}))
-    _check_number("model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0",
-                  lambda v: v >= 0)  # fmt: skip
+    _check_number(
+        "model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0", lambda v: v >= 0
+    )
     scheduler = cfg.model.get("scheduler")
     if scheduler is not None and not (
         isinstance(scheduler, DictConfig) and "_target_" in scheduler
     ):
         raise ConfigError(
-            "model.scheduler", scheduler,
+            "model.scheduler",
+            scheduler,
             "null or a scheduler config: {_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,...}",
-        )  # fmt: skip
+        )
     if isinstance(scheduler, DictConfig) and "T_max" in scheduler:
         # CosineAnnealingLR: 0 divides by zero after an epoch, a negative one runs backwards
         if not _positive_int(scheduler.get("T_max")):
@@ -308,14 +323,19 @@ def validate(cfg: DictConfig) -> None:
     if not (_is_number(at) and isinstance(at, int) and at >= 0):
         key = "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch"
         raise ConfigError(key, at, "an integer >= 0")
-    _check_number("callbacks.backbone_finetuning.backbone_initial_ratio_lr",
-                  unfreezing.get("backbone_initial_ratio_lr"), "a number > 0", lambda v: v > 0)  # fmt: skip
+    _check_number(
+        "callbacks.backbone_finetuning.backbone_initial_ratio_lr",
+        unfreezing.get("backbone_initial_ratio_lr"),
+        "a number > 0",
+        lambda v: v > 0,
+    )
     if cfg.model.get("net", {}).get("freeze") is True and unfreezing:
         raise ConfigError(
-            "model.net.freeze", True,
+            "model.net.freeze",
+            True,
             "false with callbacks=[default,finetune] (its BackboneFinetuning unfreezes the "
             "backbone at callbacks.backbone_finetuning.unfreeze_backbone_at_epoch)",
-        )  # fmt: skip
+        )
     _check_trainer(cfg.trainer)
     # late: for model=backbone it imports torchvision (seconds) to check the model's name
     _check_net(cfg.model.get("net", {}), resuming=cfg.get("ckpt_path") is not None)

@@ -58,8 +58,13 @@ def batch_affine(
 class RandomAffineBatch(nn.Module):
     """Per-sample random rotation (±``degrees``), shift (±``translate`` of the size) and zoom."""
 
-    def __init__(self, degrees: float = 10.0, translate: float = 0.1, scale: Sequence[float] = (0.9, 1.1),
-                 fill: float | None = None):  # fmt: skip
+    def __init__(
+        self,
+        degrees: float = 10.0,
+        translate: float = 0.1,
+        scale: Sequence[float] = (0.9, 1.1),
+        fill: float | None = None,
+    ):
         super().__init__()
         self.degrees, self.translate, self.scale, self.fill = degrees, translate, tuple(scale), fill
 
@@ -102,8 +107,13 @@ class RandomHorizontalFlipBatch(nn.Module):
         return torch.where(flip, x.flip(-1), x)
 
 
-def augmentation(dims: Sequence[int], noise: float = 0.05, degrees: float = 10.0, translate: float = 0.1,
-                 crop_padding: int = 4) -> nn.Module:  # fmt: skip
+def augmentation(
+    dims: Sequence[int],
+    noise: float = 0.05,
+    degrees: float = 10.0,
+    translate: float = 0.1,
+    crop_padding: int = 4,
+) -> nn.Module:
     """Augmentations suited to the data: affine + noise for grayscale digits, crop + flip for colour.
 
     Digits are not flipped (a flipped 2 is no 2); small photos (CIFAR-10) are.

@@ -158,9 +158,14 @@ def drop_unreadable(
 
 
 # -- preprocessing ----------------------------------------------------------------------
-def preprocessing(name: str | None, weights: str | None, image_size: int | None = None,
-                  resize_size: int | None = None, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None) -> dict:  # fmt: skip
+def preprocessing(
+    name: str | None,
+    weights: str | None,
+    image_size: int | None = None,
+    resize_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> dict:
     """Crop size, resize size, mean and std: the config's values, else the pretrained
     weights' own (``weights.transforms()``), else 64 px and ImageNet's statistics."""
     preset: dict = {}
@@ -172,16 +177,23 @@ def preprocessing(name: str | None, weights: str | None, image_size: int | None 
         except (ValueError, KeyError):
             preset_tf = None  # an unknown name: the model's own check reports it
         if preset_tf is not None:
-            preset = {"crop_size": preset_tf.crop_size[0], "resize_size": preset_tf.resize_size[0],
-                      "mean": tuple(preset_tf.mean), "std": tuple(preset_tf.std)}  # fmt: skip
+            preset = {
+                "crop_size": preset_tf.crop_size[0],
+                "resize_size": preset_tf.resize_size[0],
+                "mean": tuple(preset_tf.mean),
+                "std": tuple(preset_tf.std),
+            }
     crop = int(image_size or preset.get("crop_size", DEFAULT_SIZE))
     # torchvision's presets resize to 256 for a 224 crop: keep that ratio for other sizes
     resize = int(
         resize_size or (preset.get("resize_size") if not image_size else 0) or round(crop * 8 / 7)
     )
-    return {"crop_size": crop, "resize_size": resize,
-            "mean": tuple(mean or preset.get("mean", IMAGENET_MEAN)),
-            "std": tuple(std or preset.get("std", IMAGENET_STD))}  # fmt: skip
+    return {
+        "crop_size": crop,
+        "resize_size": resize,
+        "mean": tuple(mean or preset.get("mean", IMAGENET_MEAN)),
+        "std": tuple(std or preset.get("std", IMAGENET_STD)),
+    }
 
 
 def build_transforms(prep: dict, train: bool, crop_scale: Sequence[float] | None, hflip: bool):
@@ -199,10 +211,14 @@ def build_transforms(prep: dict, train: bool, crop_scale: Sequence[float] | None
             v2.Resize(prep["resize_size"], antialias=True),
             v2.CenterCrop(prep["crop_size"]),
         ]
-    return v2.Compose([
-        v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(prep["mean"]), std=list(prep["std"])),
-    ])  # fmt: skip
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *geometry,
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(prep["mean"]), std=list(prep["std"])),
+        ]
+    )
 
 
 # -- the dataset and its sampler ----------------------------------------------------------
@@ -297,15 +313,31 @@ class ImageFolderDataModule(L.LightningDataModule):
         on_bad_image: ``error`` (stop, naming the file) or ``skip`` (drop it, with a count).
     """
 
-    def __init__(self, root: str, batch_size: int = 32, eval_batch_size: int = 64,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, train_fraction: float = 1.0,
-                 seed: int = 0, num_workers: int | None = None, pin_memory: bool | None = None,
-                 persistent_workers: bool = True, image_size: int | None = None,
-                 resize_size: int | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, arch: str | None = None, weights: str | None = None,
-                 crop_scale: Sequence[float] | None = (0.35, 1.0), hflip: bool = True,
-                 on_bad_image: str = "error", num_classes: int | None = None,
-                 dims: Sequence[int] | None = None, shuffle: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        train_fraction: float = 1.0,
+        seed: int = 0,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        image_size: int | None = None,
+        resize_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        arch: str | None = None,
+        weights: str | None = None,
+        crop_scale: Sequence[float] | None = (0.35, 1.0),
+        hflip: bool = True,
+        on_bad_image: str = "error",
+        num_classes: int | None = None,
+        dims: Sequence[int] | None = None,
+        shuffle: bool = True,
+    ):
         super().__init__()
         if on_bad_image not in ("error", "skip"):
             from descentlab.errors import ConfigError
@@ -385,26 +417,37 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.setup()
         train = split == "train"
         dataset = ImageFiles(
-            self.samples[split], build_transforms(self.prep, train, self.crop_scale, self.hflip),
+            self.samples[split],
+            build_transforms(self.prep, train, self.crop_scale, self.hflip),
             skip_bad=self.on_bad_image == "skip",
-        )  # fmt: skip
+        )
         sampler = None
         if train:
             rank, world = self._rank_world()
             epoch_fn = self._epoch if self.trainer is not None else None
-            sampler = SeededShardSampler(dataset, num_replicas=world, rank=rank, shuffle=self.shuffle,
-                                         seed=self.seed, epoch_fn=epoch_fn)  # fmt: skip
+            sampler = SeededShardSampler(
+                dataset,
+                num_replicas=world,
+                rank=rank,
+                shuffle=self.shuffle,
+                seed=self.seed,
+                epoch_fn=epoch_fn,
+            )
         workers = self.num_workers
         # Training uses torchdata's StatefulDataLoader, a drop-in DataLoader with
         # state_dict/load_state_dict: Lightning saves its position in a mid-epoch checkpoint
         # and a resumed run continues with the very next batch.
         loader_class = StatefulDataLoader if train else DataLoader
         return loader_class(
-            dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
-            num_workers=workers, pin_memory=self.pin_memory,
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
-            collate_fn=collate_skipping, drop_last=False,
-        )  # fmt: skip
+            collate_fn=collate_skipping,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

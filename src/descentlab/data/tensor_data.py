@@ -224,9 +224,15 @@ class TensorDataModule(L.LightningDataModule):
         device = self._device()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         return TensorBatches(
-            x, y, int(batch_size), shuffle=shuffle, seed=self.seed,
-            rank=rank, world_size=world, epoch_fn=self._current_epoch,
-        )  # fmt: skip
+            x,
+            y,
+            int(batch_size),
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            epoch_fn=self._current_epoch,
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size, self.shuffle)

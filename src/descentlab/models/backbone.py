@@ -105,9 +105,17 @@ class Backbone(nn.Module):
             ``freeze`` leaves them trainable.
     """
 
-    def __init__(self, name: str, num_classes: int, input_shape=(3, 32, 32), weights: str | None = None,
-                 checkpoint: str | None = None, freeze: bool = False, input_size: int = 32,
-                 fresh_layers: Sequence[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        input_shape=(3, 32, 32),
+        weights: str | None = None,
+        checkpoint: str | None = None,
+        freeze: bool = False,
+        input_size: int = 32,
+        fresh_layers: Sequence[str] | None = None,
+    ):
         super().__init__()
         from torchvision import models
 
@@ -126,10 +134,11 @@ class Backbone(nn.Module):
         for layer in self.fresh_layers:  # e.g. fc: the classifier the new head replaced
             if not any(True for _ in model.get_submodule(layer).state_dict()):
                 raise ConfigError(
-                    "model.net.fresh_layers", list(self.fresh_layers),
+                    "model.net.fresh_layers",
+                    list(self.fresh_layers),
                     f"{layer} holds no weights once {name}'s classifier is replaced by the "
                     "new head (which always starts fresh)",
-                )  # fmt: skip
+                )
         self.backbone = model
         self.head = nn.Linear(features, num_classes)
         self.name, self.num_classes = name, num_classes

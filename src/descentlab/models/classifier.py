@@ -103,8 +103,10 @@ class Classifier(L.LightningModule):
             raise ConfigError("model.probe_epochs", probe_epochs, "an integer >= 0")
         self._warned_single_sample_batch = False
         self.backbone_lr_ratio, self.probe_epochs, self.bn_stats = (
-            float(backbone_lr_ratio), int(probe_epochs), bn_stats,
-        )  # fmt: skip
+            float(backbone_lr_ratio),
+            int(probe_epochs),
+            bn_stats,
+        )
         if init is not None:
             # a pretrained backbone keeps its weights: only a new head is initialized
             init(net.head if hasattr(net, "backbone") else net)
@@ -285,9 +287,11 @@ class Classifier(L.LightningModule):
             from descentlab.errors import ConfigError
 
             raise ConfigError(
-                "data.batch_size", 1, "at least 2 for a net with BatchNorm layers, which "
-                "normalize each batch by its own statistics (or model.bn_stats=frozen)"
-            )  # fmt: skip
+                "data.batch_size",
+                1,
+                "at least 2 for a net with BatchNorm layers, which "
+                "normalize each batch by its own statistics (or model.bn_stats=frozen)",
+            )
 
     def _training_loss(self, batch) -> Tensor:
         loss = self._step("train", batch)
@@ -349,8 +353,11 @@ class Classifier(L.LightningModule):
         for name in self.RUNNING:
             metric = getattr(self, name)
             with metric.sync_context(should_sync=True, should_unsync=True):
-                saved[name] = {k: v.detach().clone() for k, v in metric.metric_state.items()
-                               if isinstance(v, Tensor)}  # fmt: skip
+                saved[name] = {
+                    k: v.detach().clone()
+                    for k, v in metric.metric_state.items()
+                    if isinstance(v, Tensor)
+                }
         checkpoint[self.CHECKPOINT_KEY] = saved
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

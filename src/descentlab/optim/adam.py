@@ -90,8 +90,17 @@ class Adam(LectureOptimizer):
             ``tensor`` or ``coordinate``; ``form=standard`` is per coordinate.
     """
 
-    def __init__(self, params, lr: float = 1e-3, mu: float = 0.9, beta: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0, form: str = "standard", scope: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        mu: float = 0.9,
+        beta: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        form: str = "standard",
+        scope: str | None = None,
+    ):
         check_hyperparameters(lr, weight_decay, mu=mu, beta=beta)
         if form not in ("standard", "lecture"):
             raise ConfigError("optimizer.form", form, "one of ['standard', 'lecture']")
@@ -100,11 +109,20 @@ class Adam(LectureOptimizer):
         check_scope(scope)
         if form == "standard" and scope != "coordinate":
             raise ConfigError(
-                "optimizer.scope", scope, "coordinate or null with optimizer.form=standard "
-                "(standard Adam's s_t is per coordinate; scope applies to form=lecture)"
-            )  # fmt: skip
-        defaults = {"lr": lr, "mu": mu, "beta": beta, "eps": eps, "weight_decay": weight_decay,
-                    "form": form, "scope": scope}  # fmt: skip
+                "optimizer.scope",
+                scope,
+                "coordinate or null with optimizer.form=standard "
+                "(standard Adam's s_t is per coordinate; scope applies to form=lecture)",
+            )
+        defaults = {
+            "lr": lr,
+            "mu": mu,
+            "beta": beta,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "form": form,
+            "scope": scope,
+        }
         super().__init__(params, defaults)
         if form == "lecture":
             warn_lecture_form_once()

@@ -58,8 +58,14 @@ class Adaptive(LectureOptimizer):
         scope: ``global``, ``tensor`` or ``coordinate``, the same for every group.
     """
 
-    def __init__(self, params, lr: float = 0.1, eps: float = 1e-10, weight_decay: float = 0.0,
-                 scope: str = "global"):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 0.1,
+        eps: float = 1e-10,
+        weight_decay: float = 0.0,
+        scope: str = "global",
+    ):
         check_hyperparameters(lr, weight_decay)
         check_scope(scope)
         super().__init__(

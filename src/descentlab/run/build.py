@@ -147,6 +147,14 @@ def build(cfg: DictConfig) -> Parts:
     for logger in loggers:
         logger.log_hyperparams(hparams)
     return Parts(
-        cfg, output_dir, datamodule, model, trainer, loggers, history, stop_request, ckpt_path,
+        cfg,
+        output_dir,
+        datamodule,
+        model,
+        trainer,
+        loggers,
+        history,
+        stop_request,
+        ckpt_path,
         hparams,
-    )  # fmt: skip
+    )

@@ -49,16 +49,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = load(source, model_cfg=cfg.model)
     if module.num_classes != datamodule.num_classes:
         raise ConfigError(
-            "data", f"{datamodule.num_classes} classes",
+            "data",
+            f"{datamodule.num_classes} classes",
             f"data with the model's {module.num_classes} classes (it was trained on them)",
-        )  # fmt: skip
+        )
     expected, given = getattr(module.net, "input_shape", None), getattr(datamodule, "dims", None)
     if expected is not None and given is not None and list(expected) != list(given):
         # found by a hostile pass: it was a matmul traceback from the first test batch
         raise ConfigError(
-            "data", f"inputs of shape {list(given)}",
+            "data",
+            f"inputs of shape {list(given)}",
             f"data with the model's input shape {list(expected)} (it was trained on it)",
-        )  # fmt: skip
+        )
     with building("trainer"):
         trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     results = trainer.test(module, datamodule=datamodule, verbose=False)

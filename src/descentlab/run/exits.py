@@ -42,7 +42,11 @@ def leave_process_group() -> None:
     the interpreter's teardown, gloo's threads could abort a rank ("terminate called without
     an active exception", exit -6) after its run had finished."""
     torch = sys.modules.get("torch")  # never imported: no group to leave
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if (
+        torch is not None
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    ):
         torch.distributed.destroy_process_group()
 
 

@@ -111,9 +111,19 @@ class RunDirGuard(Callback):
         resume.precheck(checkpoint, cfg)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _claim(Path(str(config.hydra.sweep.dir)), run_dir.holds_a_sweep,
-               "sweep dir {path} already holds a multirun: its jobs would be overwritten; "
-               "choose another hydra.sweep.dir", cleanup=False)  # fmt: skip
+        from descentlab.config.extras import require_extra
+
+        try:  # Hydra builds the launcher after this callback: refuse a missing one here
+            require_extra("hydra/launcher", str(config.hydra.launcher.get("_target_", "")))
+        except DescentlabError as err:
+            _fail(err)
+        _claim(
+            Path(str(config.hydra.sweep.dir)),
+            run_dir.holds_a_sweep,
+            "sweep dir {path} already holds a multirun: its jobs would be overwritten; "
+            "choose another hydra.sweep.dir",
+            cleanup=False,
+        )
 
 
 class EvalRunDirGuard(RunDirGuard):
@@ -124,8 +134,12 @@ class EvalRunDirGuard(RunDirGuard):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _claim(Path(str(config.hydra.run.dir)), run_dir.holds_a_run,
-               "run dir {path} already holds results: choose another hydra.run.dir", cleanup=True)  # fmt: skip
+        _claim(
+            Path(str(config.hydra.run.dir)),
+            run_dir.holds_a_run,
+            "run dir {path} already holds results: choose another hydra.run.dir",
+            cleanup=True,
+        )
 
 
 class SweepSummary(Callback):
@@ -152,8 +166,11 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = self.jobs(Path(str(config.hydra.sweep.dir)))
-        bad = [(name, status, reason) for name, status, reason in jobs
-               if status not in ("completed", "early_stopped")]  # fmt: skip
+        bad = [
+            (name, status, reason)
+            for name, status, reason in jobs
+            if status not in ("completed", "early_stopped")
+        ]
         for name, status, reason in bad:
             print(f"descentlab: job {name} {status}: {reason}", file=sys.stderr)
         print(

@@ -80,9 +80,11 @@ def _shared_through_torchrun(name: str) -> str:
     from torch.distributed import TCPStore
 
     store = TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
         timeout=STORE_TIMEOUT,
-    )  # fmt: skip
+    )
     if global_rank() == 0:
         store.set(STORE_KEY, name)
         return name

@@ -34,14 +34,24 @@ RESUME_FIXED = ("model", "data", "optimizer", "init", "seed")
 
 def fixed_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved sections a resume may not change (see module docstring)."""
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig)
-            else cfg.get(key) for key in RESUME_FIXED if key in cfg}  # fmt: skip
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if isinstance(cfg.get(key), DictConfig)
+        else cfg.get(key)
+        for key in RESUME_FIXED
+        if key in cfg
+    }
 
 
 def raw_fixed_config(cfg: DictConfig) -> dict[str, Any]:
     """The fixed sections' keys, flattened, unresolved: ``${...}`` where a key follows another."""
-    return flatten({key: OmegaConf.to_container(cfg[key], resolve=False)
-                    for key in RESUME_FIXED if isinstance(cfg.get(key), DictConfig)})  # fmt: skip
+    return flatten(
+        {
+            key: OmegaConf.to_container(cfg[key], resolve=False)
+            for key in RESUME_FIXED
+            if isinstance(cfg.get(key), DictConfig)
+        }
+    )
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -111,9 +121,10 @@ def non_finite_keys(state: dict[str, Any]) -> list[str]:
     return [
         key
         for key, value in state.items()
-        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
         and not bool(torch.isfinite(value).all())
-    ]  # fmt: skip
+    ]
 
 
 def precheck(path: str, cfg: DictConfig) -> dict:
@@ -155,9 +166,10 @@ def precheck(path: str, cfg: DictConfig) -> dict:
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs not in (None, -1) and done > max_epochs:
         raise ConfigError(
-            "trainer.max_epochs", max_epochs,
+            "trainer.max_epochs",
+            max_epochs,
             f"at least {done}: the checkpoint {path} has already trained {done} epochs",
-        )  # fmt: skip
+        )
     if early_stopped(checkpoint) or (max_epochs not in (None, -1) and done == max_epochs):
         why = (
             "early-stopped"
@@ -194,8 +206,11 @@ def check(path: str, cfg: DictConfig, model: torch.nn.Module) -> Resume:
     checkpoint = precheck(path, cfg)
     ignored = metric_state_keys(model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in ignored}
-    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()
-             if hasattr(v, "shape") and k not in ignored}  # fmt: skip
+    found = {
+        k: tuple(v.shape)
+        for k, v in checkpoint["state_dict"].items()
+        if hasattr(v, "shape") and k not in ignored
+    }
     mismatched = sorted(
         k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
     )

@@ -1,25 +1,25 @@
 """One writer per run dir: a lock held for the life of the process, and what a run dir may hold.
 
-The lock is ``RUN_DIR/.lock``, locked with ``fcntl.flock`` and holding the owner's PID and
-host. The kernel releases a flock when its process dies, however it dies (``kill -9``
-included), so a lock left by a crash is simply taken over: a stale file is detected by
-the lock being free, the PID is there for the message. Only rank 0 of a distributed job
-takes it (all ranks of a job share the run dir).
+The lock is ``RUN_DIR/.lock``, taken with ``filelock`` (``flock`` on POSIX, ``msvcrt`` on
+Windows) and holding the owner's PID and host. The OS releases such a lock when its
+process dies, however it dies (``kill -9`` included), so a lock left by a crash is simply
+taken over: a stale file is detected by the lock being free, the PID is there for the
+message. Only rank 0 of a distributed job takes it (all ranks of a job share the run dir).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import socket
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from descentlab.errors import RunDirError
 
 LOCK_NAME = ".lock"
-_held: dict[Path, int] = {}  # run dir -> open fd; kept open (locked) until the process exits
+_held: dict[Path, FileLock] = {}  # run dir -> its lock, held until the process exits
 _created: set[Path] = set()  # run dirs this process created
 
 
@@ -47,28 +47,25 @@ def lock(run_dir: str | Path) -> None:
     if path in _held:
         return
     lock_file = path / LOCK_NAME
+    file_lock = FileLock(lock_file, thread_local=False)
     try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        file_lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = lock_file.read_text(errors="replace").strip()
+        except OSError:
+            holder = ""
+        raise RunDirError(
+            f"run dir {path} is in use by {holder or 'another process'}: one run writes to a "
+            f"run dir at a time; wait for it, or choose another hydra.run.dir"
+        ) from None
     except OSError as err:
         raise RunDirError(f"cannot write {lock_file}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise RunDirError(
-                f"run dir {path} is in use by {holder}: one run writes to a run dir at a time; "
-                f"wait for it, or choose another hydra.run.dir"
-            ) from None
-        raise
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    except OSError as err:
-        os.close(fd)
-        raise RunDirError(f"cannot write {lock_file}: {err.strerror}") from None
-    _held[path] = fd
+    try:  # the holder, for the message another process shows (best effort: Windows may refuse)
+        lock_file.write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    except OSError:
+        pass
+    _held[path] = file_lock
 
 
 def holds_a_run(run_dir: str | Path) -> bool:

@@ -51,19 +51,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     with outcome.stop_signals(stop):
         with outcome.recorded(parts, lambda reason: record("interrupted", reason=reason)):
-            trainer.fit(model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path,
-                        weights_only=True)  # fmt: skip
+            trainer.fit(
+                model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True
+            )
         # A SIGTERM that came as training ended (see GracefulStop) lets the run finish.
         status = "early_stopped" if kept.early_stopped(trainer) else "completed"
         metrics = record(status)
         best_path, model_path = kept.keep_best(trainer, model, parts.output_dir, fast_dev_run)
         if cfg.get("test", True):
+
             def during_test(reason: str) -> dict[str, Any]:  # the trained model is in model.pt
                 return {**metrics, "status": "interrupted", "reason": f"{reason}, during the test"}
 
             with outcome.recorded(parts, during_test, record_failures=False):
                 results = trainer.test(model, datamodule=parts.datamodule, verbose=False)
-            metrics.update({k: outputs.scalar(v) for k, v in (results[0] if results else {}).items()})
+            metrics.update(
+                {k: outputs.scalar(v) for k, v in (results[0] if results else {}).items()}
+            )
         metrics["ckpt_path"] = best_path or None
         metrics["model_path"] = str(model_path) if model_path else None
 

@@ -28,6 +28,7 @@ from descentlab.torchfile import CONFIG_KEY, is_local, load_checkpoint, local_pa
 
 log = logging.getLogger(__name__)
 
+
 class ConfigInCheckpoint(Callback):
     """Store the run's fixed config sections (``config``) in every checkpoint it writes.
 

@@ -1,0 +1,178 @@
+"""The package's shape, checked: layers import downwards only, no import cycle, a run that
+reads as its phases, one definition per class, no private name borrowed across modules,
+and the optional extras refused in one line when missing."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import ROOT, one_error_line, run_cli
+
+SRC = ROOT / "src"
+PACKAGE = SRC / "descentlab"
+# The domain layer: what a lecture's experiment is made of. It may not reach up into the
+# layers that run, store or configure experiments.
+DOMAIN = ("data", "models", "optim", "autograd", "callbacks", "init", "torchfile", "errors")
+UPPER = ("run", "storage", "config", "api", "report")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """The descentlab modules ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != module_name(path):
+                found.add(name)
+    return found
+
+
+GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph)))
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_domain_layer_never_imports_the_run_storage_or_config_layers():
+    upward = {
+        (m, i)
+        for m, imported in GRAPH.items()
+        if layer(m) in DOMAIN
+        for i in imported
+        if layer(i) in UPPER
+    }
+    assert not upward, f"imports against the layering: {sorted(upward)}"
+
+
+def test_the_package_has_no_import_cycle():
+    assert not cycles(GRAPH), cycles(GRAPH)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_run_reads_as_its_phases_and_eval_imports_nothing_from_it():
+    assert len((PACKAGE / "run" / "train.py").read_text().splitlines()) < 200
+    assert "descentlab.run.train" not in GRAPH["descentlab.run.evaluate"]
+
+
+def test_no_private_name_is_imported_across_modules():
+    borrowed = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("descentlab"):
+                borrowed += [(name, a.name) for a in node.names if a.name.startswith("_")]
+    assert not borrowed, borrowed
+
+
+def test_each_class_is_defined_once():
+    defined: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, []).append(name)
+    twice = {cls: where for cls, where in defined.items() if len(where) > 1}
+    assert not twice, twice
+
+
+def test_every_user_error_is_a_descentlab_error():
+    import inspect
+
+    import descentlab.errors as errors
+
+    classes = [
+        c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__
+    ]
+    assert len(classes) > 10
+    assert all(issubclass(c, errors.DescentlabError) for c in classes)
+
+
+WITHOUT = "import runpy, sys; sys.modules[{module!r}] = None; sys.argv = ['train.py', *sys.argv[1:]]; runpy.run_path({script!r}, run_name='__main__')"
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "module, args, extra",
+    [
+        ("wandb", ["logger=wandb"], "wandb"),
+        ("tensorboard", ["logger=tensorboard"], "tensorboard"),
+        (
+            "hydra_plugins.hydra_submitit_launcher",
+            ["-m", "hydra/launcher=submitit_local", "seed=1,2"],
+            "slurm",
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, module, args, extra):
+    code = WITHOUT.format(module=module, script=str(ROOT / "train.py"))
+    proc = run_cli(
+        [*args, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"],
+        check=False,
+        script=None,
+        module=None,
+        python_code=code,
+    )
+    line = one_error_line(proc)
+    assert f"pip install 'descentlab[{extra}]'" in line, line
+
+
+def test_every_module_has_test_files_in_the_index():
+    from index import module_of, tests_for
+
+    untested = [module_of(p) for p in PACKAGE.rglob("*.py") if not tests_for(module_of(p))]
+    assert not untested, untested
+    adam = [t.name for t in tests_for("descentlab.optim.adam")]
+    assert "test_optim.py" in adam and "test_autograd_ops.py" not in adam, adam
