@@ -176,3 +176,72 @@ def test_every_module_has_test_files_in_the_index():
     assert not untested, untested
     adam = [t.name for t in tests_for("descentlab.optim.adam")]
     assert "test_optim.py" in adam and "test_autograd_ops.py" not in adam, adam
+
+
+# -- one rule per check ---------------------------------------------------------------
+def _classes_by_table():
+    from descentlab.data import DigitsDataModule, ImageFolderDataModule, TensorDataModule
+    from descentlab.models.backbone import Backbone
+    from descentlab.models.classifier import Classifier
+    from descentlab.models.mlp import MLP
+    from descentlab.optim import SGD, Adam, Adaptive, Momentum
+
+    return {
+        "optimizer": [SGD, Momentum, Adaptive, Adam],
+        "model": [Classifier],
+        "model.net": [MLP, Backbone],
+        "data": [TensorDataModule, DigitsDataModule, ImageFolderDataModule],
+    }
+
+
+def test_each_range_rule_has_one_definition_shared_by_pre_check_and_constructor():
+    """The torch-free pre-check's table and each constructor's signature hold the same
+    rule object, and every rule of a table is declared by some class."""
+    from descentlab.rules import SCOPE, TABLES, rules_of
+
+    declared_somewhere = {where: set() for where in TABLES}
+    for where, classes in _classes_by_table().items():
+        table = TABLES[where]
+        for cls in classes:
+            rules = rules_of(cls)
+            assert rules, f"{cls.__name__} declares no rule (a hint that does not resolve?)"
+            for name, rule in rules.items():
+                if name not in table:
+                    continue
+                # Adaptive's scope may not be null; the table's is SCOPE with null accepted
+                expected = SCOPE if (cls.__name__, name) == ("Adaptive", "scope") else table[name]
+                assert rule is expected, (
+                    f"{cls.__name__}.{name}: {rule} is not {where}'s {table[name]}"
+                )
+                declared_somewhere[where].add(name)
+    undeclared = {w: sorted(set(TABLES[w]) - names) for w, names in declared_somewhere.items()}
+    # momentum/dampening: torch.optim.SGD's names, checked by the table only
+    undeclared["optimizer"] = [
+        k for k in undeclared["optimizer"] if k not in ("momentum", "dampening")
+    ]
+    assert not any(undeclared.values()), undeclared
+
+
+def test_domain_classes_name_their_parameter_not_a_config_key():
+    """A class raises ParameterError("lr", ...); the run adds the key the user wrote."""
+    calls = []
+    for name, path in MODULES.items():
+        if layer(name) not in DOMAIN or name == "descentlab.errors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ConfigError":
+                first = node.args[0] if node.args else None
+                key = first.value if isinstance(first, ast.Constant) else ast.unparse(first)
+                calls.append((name, key))
+    # the one cross-group check: a batch of one sample reaching BatchNorm names data.batch_size
+    assert calls == [("descentlab.models.classifier", "data.batch_size")], calls
+
+
+def test_a_constructor_refuses_a_bad_value_naming_its_parameter():
+    import torch
+
+    from descentlab.errors import ParameterError
+    from descentlab.optim import Momentum
+
+    with pytest.raises(ParameterError, match=r"^mu=1\.0 is invalid: a number in \[0, 1\)$"):
+        Momentum([torch.zeros(2, requires_grad=True)], mu=1.0)

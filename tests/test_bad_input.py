@@ -61,7 +61,9 @@ BAD_VALUES = [
     (["data.augment=foo"], ["data.augment='foo'", "null or a transform config"]),
     (["model.scheduler=foo"], ["model.scheduler='foo'", "null or a scheduler config"]),
     # a NaN initializer is blamed, not the learning rate
-    (["init=constant", "init.value=nan"], ["init=", "finite weights"]),
+    (["init=constant", "init.value=inf"], ["init=", "finite weights"]),
+    # a float parameter (Initializer's value: float) refuses nan by its type hint
+    (["init=constant", "init.value=nan"], ["init.value=nan", "a number"]),
     # keys set through model.optimizer / model.init (references to the groups): Hydra's own
     # hint, "+model.optimizer.lr=...", fails too; the line names the key that works
     (["model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
@@ -71,12 +73,12 @@ BAD_VALUES = [
     ),
     (["+model.penalties.mine=3"], ["model.penalties.mine=3", "_target_"]),
     (["model.penalties=5"], ["model.penalties=5", "mapping"]),
-    (["model=backbone", "model.backbone_lr_ratio=-2"], ["model.backbone_lr_ratio=-2", "> 0"]),
-    (["model=backbone", "model.backbone_lr_ratio=abc"], ["model.backbone_lr_ratio='abc'", "> 0"]),
+    (["model=backbone", "model.backbone_lr_ratio=-2"], ["model.backbone_lr_ratio=-2", "positive number"]),
+    (["model=backbone", "model.backbone_lr_ratio=abc"], ["model.backbone_lr_ratio='abc'", "positive number"]),
     (["model=backbone", "model.probe_epochs=-1"], ["model.probe_epochs=-1", ">= 0"]),
-    (["callbacks.progress_bar.refresh_per_second=abc"], ["refresh_per_second='abc'", "> 0"]),
+    (["callbacks.progress_bar.refresh_per_second=abc"], ["refresh_per_second='abc'", "positive number"]),
     (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
-    (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "> 0"]),
+    (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "positive number"]),
     # a ??? value that another key's interpolation reads (OmegaConf's own message was terse)
     (["+experiment=finetune_backbone"], ["pretrained='???'", "set it on the command line)"]),
     # found by a hostile pass: tracebacks, or accepted and run wrongly

@@ -70,7 +70,7 @@ def test_full_batch_is_one_step_per_epoch():
 
 
 def test_bad_batch_size_is_a_config_error():
-    with pytest.raises(ConfigError, match="data.batch_size"):
+    with pytest.raises(ConfigError, match="^batch_size=0"):
         TensorBatches(torch.zeros(4, 1), torch.zeros(4), batch_size=0)
 
 

@@ -9,14 +9,18 @@ import shutil
 
 import pytest
 
-from helpers.cli import ROOT, read_metrics, run_cli
+from helpers.cli import ROOT, one_error_line, read_metrics, run_cli
 
 MY_CODE = '''
 import torch
 from torch import nn
 from lightning.pytorch import Callback
 
+from typing import Annotated
+
 from descentlab.data.tensor_data import TensorDataModule
+from descentlab.models.penalties import WeightPenalty
+from descentlab.rules import POSITIVE, checked
 
 
 class Blobs(TensorDataModule):
@@ -30,10 +34,21 @@ class Blobs(TensorDataModule):
 
 
 class TinyNet(nn.Sequential):
-    def __init__(self, input_shape, num_classes, width=8):
+    def __init__(self, input_shape, num_classes, width: int = 8):
         super().__init__(nn.Flatten(), nn.Linear(input_shape[0], width), nn.Tanh(),
                          nn.Linear(width, num_classes))
         self.num_classes = num_classes
+
+
+class Hoyer(WeightPenalty):
+    """λ · Σ_W ‖W‖₁ / ‖W‖₂: a loss term of one's own, with a declared range."""
+
+    @checked
+    def __init__(self, strength: Annotated[float, POSITIVE] = 1e-3):
+        super().__init__(strength)
+
+    def of(self, weight):
+        return weight.abs().sum() / weight.norm()
 
 
 class CountEpochs(Callback):
@@ -74,8 +89,8 @@ trainer:
 }
 
 
-@pytest.mark.slow
-def test_the_readmes_extensions_work_as_written(tmp_path):
+def make_checkout(tmp_path):
+    """A copy of the template with the README's extensions added; returns (dir, env)."""
     checkout = tmp_path / "my_project"
     shutil.copytree(ROOT / "configs", checkout / "configs")
     shutil.copy(ROOT / "train.py", checkout / "train.py")
@@ -92,12 +107,18 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
                 "  num_classes: ${data.num_classes}",
             )
         (checkout / name).write_text(content)
-    run_dir = tmp_path / "run"
     pythonpath = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
+    return checkout, {"PYTHONPATH": pythonpath}
+
+
+@pytest.mark.slow
+def test_the_readmes_extensions_work_as_written(tmp_path):
+    checkout, env = make_checkout(tmp_path)
+    run_dir = tmp_path / "run"
     run_cli(
         ["+experiment=my_idea", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"],
         cwd=checkout,
-        env={"PYTHONPATH": pythonpath},
+        env=env,
         script=checkout / "train.py",
     )
     metrics = read_metrics(run_dir)
@@ -105,3 +126,32 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
     assert metrics["test/acc"] > 0.9  # two well-separated blobs
     assert metrics["train/penalty"] > 0  # the L1 term was added
     assert (run_dir / "epochs.txt").read_text() == "4"  # the callback ran every epoch
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        # a plain type hint of the user's net: `width: int`
+        ("+model.net.width=abc", "model.net.width='abc' is invalid: an integer"),
+        # a range the user's loss term declares, on the key the user named it
+        (
+            "+model.penalties.hoyer={_target_:my_code.Hoyer,strength:-1}",
+            "model.penalties.hoyer.strength=-1 is invalid: a positive number",
+        ),
+        # a rule of the template's own, on a user's key (it once said model.penalties.l1)
+        (
+            "+model.penalties.sparse={_target_:descentlab.models.penalties.L1Penalty,strength:-2}",
+            "model.penalties.sparse.strength=-2 is invalid: a number >= 0",
+        ),
+    ],
+)
+def test_a_users_own_class_gets_one_line_errors_for_bad_values(tmp_path, override, expected):
+    checkout, env = make_checkout(tmp_path)
+    proc = run_cli(
+        ["+experiment=my_idea", override, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=checkout,
+        env=env,
+        script=checkout / "train.py",
+        check=False,
+    )
+    assert one_error_line(proc) == f"descentlab: error: {expected}"

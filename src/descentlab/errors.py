@@ -29,6 +29,15 @@ class ConfigError(DescentlabError):
         super().__init__(f"{key}={value!r} is invalid: {allowed}")
 
 
+class ParameterError(ConfigError):
+    """A constructor's argument is out of range. The class names its parameter (``lr``);
+    built from a config, the run names the key the user wrote (:meth:`at`)."""
+
+    def at(self, prefix: str) -> ConfigError:
+        """The same error on the config key ``prefix.<parameter>`` (``optimizer.lr``)."""
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
+
+
 class BuildError(DescentlabError):
     """An object of the config could not be built (a bad value its class refused)."""
 

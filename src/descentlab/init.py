@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ParameterError
 
 GAINS = {"linear": 1.0, "identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
 
@@ -129,9 +129,9 @@ class Initializer:
         value: float = 0.0,
     ):
         if name != "default" and name not in SCHEMES:
-            raise ConfigError("init.name", name, f"one of {['default', *sorted(SCHEMES)]}")
+            raise ParameterError("name", name, f"one of {['default', *sorted(SCHEMES)]}")
         if nonlinearity not in GAINS:
-            raise ConfigError("init.nonlinearity", nonlinearity, f"one of {sorted(GAINS)}")
+            raise ParameterError("nonlinearity", nonlinearity, f"one of {sorted(GAINS)}")
         self.name, self.gain, self.nonlinearity, self.std, self.value = (
             name,
             gain,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from lightning.pytorch.callbacks import RichProgressBar
+
+from descentlab.rules import POSITIVE, checked
 
 
 class ProgressBar(RichProgressBar):
@@ -21,13 +24,8 @@ class ProgressBar(RichProgressBar):
     host read of two sums, done only when the bar is redrawn.
     """
 
-    def __init__(self, refresh_per_second: float = 4.0, **kwargs):
-        if not isinstance(refresh_per_second, (int, float)) or not refresh_per_second > 0:
-            from descentlab.errors import ConfigError
-
-            raise ConfigError(
-                "callbacks.progress_bar.refresh_per_second", refresh_per_second, "a number > 0"
-            )
+    @checked
+    def __init__(self, refresh_per_second: Annotated[float, POSITIVE] = 4.0, **kwargs):
         # Lightning's refresh_rate is the drawing thread's rate (an int, > 0 = enabled)
         super().__init__(refresh_rate=max(1, round(refresh_per_second)), **kwargs)
         self.min_interval = 1.0 / refresh_per_second

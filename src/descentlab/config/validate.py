@@ -6,49 +6,25 @@ Hydra itself rejects unknown group options and keys before we get here.
 
 from __future__ import annotations
 
-import math
 import os
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from descentlab.config.extras import check_loggers
-from descentlab.errors import ConfigError
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+from descentlab.errors import ConfigError, ParameterError
+from descentlab.rules import POSITIVE_INT, TABLES, is_number
 
 
 def _check_number(key: str, value, allowed: str, ok) -> None:
     """``value`` must be a finite number (not a string such as 'abc', not nan/inf) with ``ok(value)``."""
     if value is None:
         return
-    if not _is_number(value) or not ok(value):
+    if not is_number(value) or not ok(value):
         raise ConfigError(key, value, allowed)
 
 
-def _in_unit_interval(key: str, value) -> None:
-    _check_number(key, value, "a number in [0, 1)", lambda v: 0 <= v < 1)
-
-
 def _check_data(data: DictConfig) -> None:
-    batch_size = data.get("batch_size")
-    if not (batch_size == "full" or _positive_int(batch_size)):
-        raise ConfigError("data.batch_size", batch_size, "a positive integer or 'full'")
-    if not _positive_int(data.get("eval_batch_size", 1)):
-        raise ConfigError("data.eval_batch_size", data.get("eval_batch_size"), "a positive integer")
-    _check_number(
-        "data.train_fraction",
-        data.get("train_fraction"),
-        "a number in (0, 1]",
-        lambda v: 0 < v <= 1,
-    )
-    for key in ("val_fraction", "test_fraction"):
-        _check_number(f"data.{key}", data.get(key), "a number in (0, 1)", lambda v: 0 < v < 1)
+    """What spans keys (the single keys are rules.DATA)."""
     val, test = data.get("val_fraction"), data.get("test_fraction")
     if val is not None and test is not None and val + test >= 1:
         raise ConfigError(
@@ -56,26 +32,13 @@ def _check_data(data: DictConfig) -> None:
             val,
             f"a fraction that leaves training data: val_fraction + test_fraction ({test}) < 1",
         )
-    workers = data.get("num_workers")
-    if workers is not None and not (
-        _positive_int(workers) or (workers == 0 and type(workers) is int)
-    ):
-        raise ConfigError(
-            "data.num_workers", workers, "an integer >= 0 (0: load in the main process) or null"
-        )
-    for key in ("image_size", "resize_size"):  # data=image_folder's preprocessing, in pixels
-        value = data.get(key)
-        if value is not None and not _positive_int(value):
-            raise ConfigError(
-                f"data.{key}", value, "a positive integer (pixels), or null for the default"
-            )
     augment = data.get("augment")
     if augment is not None and not (isinstance(augment, DictConfig) and "_target_" in augment):
         raise ConfigError(
             "data.augment", augment, "null or a transform config (use regularizer=augment)"
         )
     val_size = data.get("val_size")
-    if val_size is not None and not _positive_int(val_size):
+    if val_size is not None and not POSITIVE_INT.ok(val_size):
         raise ConfigError(
             "data.val_size", val_size, "a positive integer (images held out for validation)"
         )
@@ -99,21 +62,7 @@ def _check_data(data: DictConfig) -> None:
 
 
 def _check_net(net: DictConfig, resuming: bool = False) -> None:
-    hidden = net.get("hidden_dims")
-    if hidden is not None and not (
-        isinstance(hidden, ListConfig) and all(_positive_int(w) for w in hidden)
-    ):
-        shown = list(hidden) if isinstance(hidden, ListConfig) else hidden
-        raise ConfigError(
-            "model.net.hidden_dims", shown, "a list of positive integers, e.g. [256,128]"
-        )
-    bias = net.get("bias", True)
-    if not isinstance(bias, bool):
-        raise ConfigError("model.net.bias", bias, "true or false")
-    _check_number("model.net.dropout", net.get("dropout"), "a rate in [0, 1)", lambda v: 0 <= v < 1)
-    freeze = net.get("freeze", False)
-    if not isinstance(freeze, bool):  # a string such as "no" would otherwise count as true
-        raise ConfigError("model.net.freeze", freeze, "true or false")
+    """The files and names a net reads (the single keys are rules.NET)."""
     checkpoint = net.get("checkpoint")
     # a resumed run takes every weight from its checkpoint: the initial file is not read
     if checkpoint is not None and not resuming and not os.path.isfile(checkpoint):
@@ -135,42 +84,44 @@ def _check_net(net: DictConfig, resuming: bool = False) -> None:
 
 
 def _check_optimizer(optimizer: DictConfig) -> None:
-    # a key the optimizer config has, set to null: no optimizer takes None for these
-    for key in ("lr", "eps", "mu", "momentum", "beta", "dampening", "weight_decay"):
-        if key in optimizer and optimizer.get(key) is None:
-            raise ConfigError(f"optimizer.{key}", None, "a number (null is not one)")
-    _check_number("optimizer.lr", optimizer.get("lr"), "a positive number", lambda v: v > 0)
-    _check_number("optimizer.eps", optimizer.get("eps"), "a number >= 0", lambda v: v >= 0)
-    for key in ("mu", "momentum", "beta", "dampening"):
-        _in_unit_interval(f"optimizer.{key}", optimizer.get(key))
+    """torch.optim's ``betas`` (the lecture's optimizers' ranges are in rules.OPTIMIZER)."""
     betas = optimizer.get("betas")
     if betas is not None and not (
         isinstance(betas, ListConfig)
         and len(betas) == 2
-        and all(_is_number(b) and 0 <= b < 1 for b in betas)
+        and all(is_number(b) and 0 <= b < 1 for b in betas)
     ):
         shown = list(betas) if isinstance(betas, ListConfig) else betas
         raise ConfigError("optimizer.betas", shown, "two numbers in [0, 1)")
-    # scope may stay null for adam (its form decides); the optimizer checks the combination
-    choices = {"scope": (None, "global", "tensor", "coordinate"), "form": ("standard", "lecture")}
-    for key, allowed in choices.items():
-        if key in optimizer and optimizer.get(key) not in allowed:
-            shown = [a for a in allowed if a is not None]
-            raise ConfigError(f"optimizer.{key}", optimizer.get(key), f"one of {shown}")
-    _check_number(
-        "optimizer.weight_decay", optimizer.get("weight_decay"), "a number >= 0", lambda v: v >= 0
-    )
+
+
+def check_tables(cfg: DictConfig) -> None:
+    """Every key of :data:`descentlab.rules.TABLES` the config sets, by the rule its class
+    declares (the same objects): torch-free, so such a refusal takes about a second."""
+    for where, table in TABLES.items():
+        node = OmegaConf.select(cfg, where)
+        if not isinstance(node, DictConfig):
+            continue
+        for key, rule in table.items():
+            if key in node:
+                value = node.get(key)
+                if isinstance(value, ListConfig):
+                    value = list(value)
+                try:
+                    rule.check(key, value)
+                except ParameterError as err:
+                    raise err.at(where) from None
 
 
 def _check_trainer(trainer: DictConfig) -> None:
     _check_devices(trainer)
     max_epochs = trainer.get("max_epochs")
-    if max_epochs is not None and max_epochs != -1 and not _positive_int(max_epochs):
+    if max_epochs is not None and max_epochs != -1 and not POSITIVE_INT.ok(max_epochs):
         raise ConfigError(
             "trainer.max_epochs", max_epochs, "a positive integer (or -1 for no limit)"
         )
     every = trainer.get("check_val_every_n_epoch")
-    if every is not None and not _positive_int(every):
+    if every is not None and not POSITIVE_INT.ok(every):
         raise ConfigError("trainer.check_val_every_n_epoch", every, "a positive integer (or null)")
     min_epochs = trainer.get("min_epochs")
     if min_epochs is not None and (not isinstance(min_epochs, int) or min_epochs < 0):
@@ -184,7 +135,7 @@ def _check_devices(trainer: DictConfig) -> None:
     devices = trainer.get("devices")
     if devices in (None, "auto", -1, "-1") or isinstance(devices, ListConfig):
         return
-    if not _positive_int(devices):
+    if not POSITIVE_INT.ok(devices):
         raise ConfigError(
             "trainer.devices", devices, "a positive integer, 'auto' or a list of device ids"
         )
@@ -195,7 +146,7 @@ def _check_devices(trainer: DictConfig) -> None:
             "trainer.devices", devices, f"at most {cores} on this machine's CPU ({cores} cores)"
         )
     num_nodes = trainer.get("num_nodes", 1)
-    if not _positive_int(num_nodes):
+    if not POSITIVE_INT.ok(num_nodes):
         raise ConfigError("trainer.num_nodes", num_nodes, "a positive integer")
     # Under torchrun (TORCHELASTIC_RUN_ID) the processes exist already: Lightning refuses a
     # mismatch with a traceback on every rank, after the data is read
@@ -242,19 +193,6 @@ def is_file(path, key: str = "ckpt_path") -> bool:
     return fs.isfile(where)
 
 
-def _check_transfer(model: DictConfig) -> None:
-    """model=backbone's fine-tuning keys (Classifier checks them too, for API users; here
-    they are refused before torch is imported)."""
-    _check_number(
-        "model.backbone_lr_ratio", model.get("backbone_lr_ratio"), "a number > 0", lambda v: v > 0
-    )
-    probe = model.get("probe_epochs")
-    if probe is not None and not (_is_number(probe) and isinstance(probe, int) and probe >= 0):
-        raise ConfigError("model.probe_epochs", probe, "an integer >= 0")
-    if model.get("bn_stats", "train") not in ("train", "frozen"):
-        raise ConfigError("model.bn_stats", model.get("bn_stats"), "train or frozen")
-
-
 def _missing_keys(cfg: DictConfig) -> list[str]:
     """The keys left at ``???``. (``OmegaConf.missing_keys`` resolves interpolations and
     fails on one that reads a ``???`` value, e.g. finetune_backbone's
@@ -298,12 +236,9 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_top_level(cfg)
     check_loggers(cfg.get("logger"))
+    check_tables(cfg)
     _check_data(cfg.data)
-    _check_transfer(cfg.model)
     _check_optimizer(cfg.model.get("optimizer", {}))
-    _check_number(
-        "model.l2_penalty", cfg.model.get("l2_penalty"), "a number >= 0", lambda v: v >= 0
-    )
     scheduler = cfg.model.get("scheduler")
     if scheduler is not None and not (
         isinstance(scheduler, DictConfig) and "_target_" in scheduler
@@ -315,12 +250,12 @@ def validate(cfg: DictConfig) -> None:
         )
     if isinstance(scheduler, DictConfig) and "T_max" in scheduler:
         # CosineAnnealingLR: 0 divides by zero after an epoch, a negative one runs backwards
-        if not _positive_int(scheduler.get("T_max")):
+        if not POSITIVE_INT.ok(scheduler.get("T_max")):
             raise ConfigError("model.scheduler.T_max", scheduler.get("T_max"), "a positive integer")
     callbacks = cfg.get("callbacks") or {}
     unfreezing = callbacks.get("backbone_finetuning") or {}
     at = unfreezing.get("unfreeze_backbone_at_epoch", 0)
-    if not (_is_number(at) and isinstance(at, int) and at >= 0):
+    if not (is_number(at) and isinstance(at, int) and at >= 0):
         key = "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch"
         raise ConfigError(key, at, "an integer >= 0")
     _check_number(

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from descentlab.data.tensor_data import Split, TensorDataModule
-from descentlab.errors import ConfigError, DataError, DataNotFoundError
+from descentlab.errors import DataError, DataNotFoundError, ParameterError
 
 SUFFIXES = (".npz", ".pt")
 
@@ -23,8 +23,8 @@ def load_arrays(path: str | Path) -> Split:
     """``(x float32, y long)`` from FILE; every problem is a one-line error naming the file."""
     path = Path(path)
     if path.suffix not in SUFFIXES:
-        raise ConfigError(
-            "data.path",
+        raise ParameterError(
+            "path",
             str(path),
             "a .npz file (arrays x, y) or a .pt file (a dict of tensors x, y)",
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from descentlab.data.tensor_data import Split, TensorDataModule
+from descentlab.rules import DATA, checked
 
 
 class DigitsDataModule(TensorDataModule):
@@ -14,7 +17,13 @@ class DigitsDataModule(TensorDataModule):
     validation, the rest for training.
     """
 
-    def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.2, **kwargs):
+    @checked
+    def __init__(
+        self,
+        val_fraction: Annotated[float, DATA["val_fraction"]] = 0.15,
+        test_fraction: Annotated[float, DATA["test_fraction"]] = 0.2,
+        **kwargs,
+    ):
         kwargs.setdefault("dims", (1, 8, 8))
         super().__init__(**kwargs)
         self.val_fraction = val_fraction

@@ -27,6 +27,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import torch
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from descentlab.errors import DataError, DataNotFoundError
+from descentlab.rules import DATA, checked
 
 SPLITS = ("train", "val", "test")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -313,36 +315,33 @@ class ImageFolderDataModule(L.LightningDataModule):
         on_bad_image: ``error`` (stop, naming the file) or ``skip`` (drop it, with a count).
     """
 
+    @checked
     def __init__(
         self,
         root: str,
-        batch_size: int = 32,
-        eval_batch_size: int = 64,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        train_fraction: float = 1.0,
+        batch_size: Annotated[int, DATA["batch_size"]] = 32,
+        eval_batch_size: Annotated[int, DATA["eval_batch_size"]] = 64,
+        val_fraction: Annotated[float, DATA["val_fraction"]] = 0.1,
+        test_fraction: Annotated[float, DATA["test_fraction"]] = 0.1,
+        train_fraction: Annotated[float, DATA["train_fraction"]] = 1.0,
         seed: int = 0,
-        num_workers: int | None = None,
+        num_workers: Annotated[int | None, DATA["num_workers"]] = None,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
-        image_size: int | None = None,
-        resize_size: int | None = None,
+        image_size: Annotated[int | None, DATA["image_size"]] = None,
+        resize_size: Annotated[int | None, DATA["resize_size"]] = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         arch: str | None = None,
         weights: str | None = None,
         crop_scale: Sequence[float] | None = (0.35, 1.0),
         hflip: bool = True,
-        on_bad_image: str = "error",
+        on_bad_image: Annotated[str, DATA["on_bad_image"]] = "error",
         num_classes: int | None = None,
         dims: Sequence[int] | None = None,
         shuffle: bool = True,
     ):
         super().__init__()
-        if on_bad_image not in ("error", "skip"):
-            from descentlab.errors import ConfigError
-
-            raise ConfigError("data.on_bad_image", on_bad_image, "error or skip")
         self.root = str(root)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction

@@ -10,12 +10,14 @@ dominates the cost of an epoch on data this small.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from descentlab.errors import ConfigError, DataError
+from descentlab.errors import DataError, ParameterError
+from descentlab.rules import DATA, checked
 
 Split = tuple[Tensor, Tensor]
 
@@ -47,7 +49,7 @@ class TensorBatches:
         epoch_fn: Callable[[], int] | None = None,
     ):
         if batch_size <= 0:
-            raise ConfigError("data.batch_size", batch_size, "must be a positive integer or 'full'")
+            raise ParameterError("batch_size", batch_size, "a positive integer")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -136,12 +138,13 @@ class TensorDataModule(L.LightningDataModule):
         augment: a batch transform applied on the device to training batches only.
     """
 
+    @checked
     def __init__(
         self,
-        batch_size: int | str = 64,
-        eval_batch_size: int = 1024,
+        batch_size: Annotated[int | str, DATA["batch_size"]] = 64,
+        eval_batch_size: Annotated[int, DATA["eval_batch_size"]] = 1024,
         classes: Sequence[int] | None = None,
-        train_fraction: float = 1.0,
+        train_fraction: Annotated[float, DATA["train_fraction"]] = 1.0,
         seed: int = 0,
         num_classes: int = 10,
         num_classes_total: int | None = None,

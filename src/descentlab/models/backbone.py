@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from descentlab.errors import CheckpointError, ConfigError
+from descentlab.errors import CheckpointError, ParameterError
+from descentlab.rules import NET, checked
 
 
 def classification_models() -> list[str]:
@@ -38,8 +40,8 @@ def _check_fresh_layers(
     for layer in layers:
         if layer not in modules:
             top = ", ".join(n for n, _ in model.named_children())
-            raise ConfigError(
-                "model.net.fresh_layers", list(layers), f"names of {name}'s modules, e.g. {top}"
+            raise ParameterError(
+                "fresh_layers", list(layers), f"names of {name}'s modules, e.g. {top}"
             )
     return tuple(layers)
 
@@ -51,8 +53,8 @@ def _replace_last_linear(model: nn.Module) -> int:
         if isinstance(module, nn.Linear):
             name, last = module_name, module
     if last is None:
-        raise ConfigError(
-            "model.net.name", type(model).__name__, "a torchvision classifier ending in nn.Linear"
+        raise ParameterError(
+            "name", type(model).__name__, "a torchvision classifier ending in nn.Linear"
         )
     parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
     setattr(parent, name.rpartition(".")[2], nn.Identity())
@@ -71,8 +73,8 @@ def load_pretrained_state_dict(name: str, weights: str) -> dict[str, Tensor]:
     try:
         chosen = enum.verify(weights)
     except (ValueError, KeyError):
-        raise ConfigError(
-            "model.net.weights", weights, f"null or one of {['DEFAULT', *[w.name for w in enum]]}"
+        raise ParameterError(
+            "weights", weights, f"null or one of {['DEFAULT', *[w.name for w in enum]]}"
         ) from None
     try:
         return torch.hub.load_state_dict_from_url(
@@ -105,6 +107,7 @@ class Backbone(nn.Module):
             ``freeze`` leaves them trainable.
     """
 
+    @checked
     def __init__(
         self,
         name: str,
@@ -112,7 +115,7 @@ class Backbone(nn.Module):
         input_shape=(3, 32, 32),
         weights: str | None = None,
         checkpoint: str | None = None,
-        freeze: bool = False,
+        freeze: Annotated[bool, NET["freeze"]] = False,
         input_size: int = 32,
         fresh_layers: Sequence[str] | None = None,
     ):
@@ -120,8 +123,8 @@ class Backbone(nn.Module):
         from torchvision import models
 
         if name not in classification_models():
-            raise ConfigError(
-                "model.net.name",
+            raise ParameterError(
+                "name",
                 name,
                 "a torchvision classification model, e.g. resnet18, mobilenet_v3_small",
             )
@@ -133,8 +136,8 @@ class Backbone(nn.Module):
         features = _replace_last_linear(model)
         for layer in self.fresh_layers:  # e.g. fc: the classifier the new head replaced
             if not any(True for _ in model.get_submodule(layer).state_dict()):
-                raise ConfigError(
-                    "model.net.fresh_layers",
+                raise ParameterError(
+                    "fresh_layers",
                     list(self.fresh_layers),
                     f"{layer} holds no weights once {name}'s classifier is replaced by the "
                     "new head (which always starts fresh)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
+from typing import Annotated
 
 import lightning as L
 import torch
@@ -14,6 +15,7 @@ from torchmetrics import MeanMetric
 
 from descentlab.models.metrics import EpochLossAccuracy
 from descentlab.models.penalties import L2Penalty
+from descentlab.rules import MODEL, checked
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
@@ -67,17 +69,18 @@ class Classifier(L.LightningModule):
         pretrained ones to keep.
     """
 
+    @checked
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory | None = None,
         init: Callable[[nn.Module], None] | None = None,
-        l2_penalty: float = 0.0,
+        l2_penalty: Annotated[float, MODEL["l2_penalty"]] = 0.0,
         scheduler: Callable | None = None,
         num_classes: int | None = None,
-        backbone_lr_ratio: float = 1.0,
-        probe_epochs: int = 0,
-        bn_stats: str = "train",
+        backbone_lr_ratio: Annotated[float, MODEL["backbone_lr_ratio"]] = 1.0,
+        probe_epochs: Annotated[int, MODEL["probe_epochs"]] = 0,
+        bn_stats: Annotated[str, MODEL["bn_stats"]] = "train",
         penalties: Mapping[str, Callable[[nn.Module], Tensor]] | None = None,
     ):
         super().__init__()
@@ -86,21 +89,6 @@ class Classifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.l2_penalty = float(l2_penalty)
         self.penalty_terms = self._penalty_terms(self.l2_penalty, penalties or {})
-        from descentlab.errors import ConfigError
-
-        if bn_stats not in ("train", "frozen"):
-            raise ConfigError("model.bn_stats", bn_stats, "train or frozen")
-        ratio_ok = isinstance(backbone_lr_ratio, (int, float)) and not isinstance(
-            backbone_lr_ratio, bool
-        )
-        if not (ratio_ok and backbone_lr_ratio > 0):  # a negative rate would climb the loss
-            raise ConfigError("model.backbone_lr_ratio", backbone_lr_ratio, "a number > 0")
-        if not (
-            isinstance(probe_epochs, int)
-            and not isinstance(probe_epochs, bool)
-            and probe_epochs >= 0
-        ):
-            raise ConfigError("model.probe_epochs", probe_epochs, "an integer >= 0")
         self._warned_single_sample_batch = False
         self.backbone_lr_ratio, self.probe_epochs, self.bn_stats = (
             float(backbone_lr_ratio),
@@ -148,19 +136,19 @@ class Classifier(L.LightningModule):
 
     @staticmethod
     def _penalty_terms(l2_penalty: float, penalties: Mapping) -> dict[str, Callable]:
-        from descentlab.errors import ConfigError
+        from descentlab.errors import ParameterError
 
         if not isinstance(penalties, Mapping):
-            raise ConfigError(
-                "model.penalties",
+            raise ParameterError(
+                "penalties",
                 penalties,
                 "a mapping of name to penalty config, e.g. regularizer=l1",
             )
         terms = dict(penalties)
         for name, term in terms.items():
             if not callable(term):
-                raise ConfigError(
-                    f"model.penalties.{name}",
+                raise ParameterError(
+                    f"penalties.{name}",
                     term,
                     "a penalty config with a _target_ (see regularizer=l1)",
                 )

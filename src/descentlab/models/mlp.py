@@ -13,10 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import nn
 
-from descentlab.errors import ConfigError
+from descentlab.rules import NET, checked
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -43,20 +44,17 @@ class MLP(nn.Sequential):
             affine, and the gradient's product formula gains bias terms).
     """
 
+    @checked
     def __init__(
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        hidden_dims: Sequence[int] = (128,),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        ops: str = "native",
-        bias: bool = True,
+        hidden_dims: Annotated[Sequence[int], NET["hidden_dims"]] = (128,),
+        activation: Annotated[str, NET["activation"]] = "relu",
+        dropout: Annotated[float, NET["dropout"]] = 0.0,
+        ops: Annotated[str, NET["ops"]] = "native",
+        bias: Annotated[bool, NET["bias"]] = True,
     ):
-        if activation not in ACTIVATIONS:
-            raise ConfigError("model.net.activation", activation, f"one of {sorted(ACTIVATIONS)}")
-        if ops not in ("native", "optable"):
-            raise ConfigError("model.net.ops", ops, "one of ['native', 'optable']")
         dims = [math.prod(input_shape), *hidden_dims, num_classes]
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (n_in, n_out) in enumerate(itertools.pairwise(dims)):

@@ -9,11 +9,12 @@ file. ``train/penalty`` logs the sum of the terms, averaged over the epoch.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
-from descentlab.errors import ConfigError
+from descentlab.rules import NON_NEGATIVE, checked
 
 
 def weight_tensors(net: nn.Module) -> Iterator[Tensor]:
@@ -30,13 +31,8 @@ class WeightPenalty:
 
     name = "penalty"
 
-    def __init__(self, strength: float):
-        if (
-            not isinstance(strength, (int, float))
-            or isinstance(strength, bool)
-            or not strength >= 0
-        ):
-            raise ConfigError(f"model.penalties.{self.name}.strength", strength, "a number >= 0")
+    @checked
+    def __init__(self, strength: Annotated[float, NON_NEGATIVE]):
         self.strength = float(strength)
 
     def of(self, weight: Tensor) -> Tensor:

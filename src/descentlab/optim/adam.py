@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import torch
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ParameterError
 from descentlab.optim.adaptive import check_no_one_element_tensors
 from descentlab.optim.base import (
     LectureOptimizer,
     adaptive_step,
     centered_square_norm,
-    check_hyperparameters,
-    check_scope,
 )
+from descentlab.rules import OPTIMIZER, checked
 
 log = logging.getLogger(__name__)
 LECTURE_FORM_WARNING = (
@@ -90,28 +90,25 @@ class Adam(LectureOptimizer):
             ``tensor`` or ``coordinate``; ``form=standard`` is per coordinate.
     """
 
+    @checked
     def __init__(
         self,
         params,
-        lr: float = 1e-3,
-        mu: float = 0.9,
-        beta: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        form: str = "standard",
-        scope: str | None = None,
+        lr: Annotated[float, OPTIMIZER["lr"]] = 1e-3,
+        mu: Annotated[float, OPTIMIZER["mu"]] = 0.9,
+        beta: Annotated[float, OPTIMIZER["beta"]] = 0.999,
+        eps: Annotated[float, OPTIMIZER["eps"]] = 1e-8,
+        weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+        form: Annotated[str, OPTIMIZER["form"]] = "standard",
+        scope: Annotated[str | None, OPTIMIZER["scope"]] = None,
     ):
-        check_hyperparameters(lr, weight_decay, mu=mu, beta=beta)
-        if form not in ("standard", "lecture"):
-            raise ConfigError("optimizer.form", form, "one of ['standard', 'lecture']")
         if scope is None:
             scope = "global" if form == "lecture" else "coordinate"
-        check_scope(scope)
         if form == "standard" and scope != "coordinate":
-            raise ConfigError(
-                "optimizer.scope",
+            raise ParameterError(
+                "scope",
                 scope,
-                "coordinate or null with optimizer.form=standard "
+                "coordinate or null with form=standard "
                 "(standard Adam's s_t is per coordinate; scope applies to form=lecture)",
             )
         defaults = {

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ParameterError
 from descentlab.optim.base import (
     LectureOptimizer,
     adaptive_step,
     centered_square_norm,
-    check_hyperparameters,
-    check_scope,
     parameter_name,
 )
+from descentlab.rules import OPTIMIZER, SCOPE, checked
 
 
 def check_no_one_element_tensors(group: dict, group_index: int) -> None:
     """scope=tensor on a 1-element tensor: its centered norm is 0 at every step, always."""
     for index, p in enumerate(group["params"]):
         if p.numel() == 1:
-            raise ConfigError(
-                "optimizer.scope",
+            raise ParameterError(
+                "scope",
                 "tensor",
                 f"global or coordinate: {parameter_name(group, index, group_index)} has one "
                 "element, so ‖g − mean(g)‖ = 0 at every step and s_t would stay 0",
@@ -58,16 +59,15 @@ class Adaptive(LectureOptimizer):
         scope: ``global``, ``tensor`` or ``coordinate``, the same for every group.
     """
 
+    @checked
     def __init__(
         self,
         params,
-        lr: float = 0.1,
-        eps: float = 1e-10,
-        weight_decay: float = 0.0,
-        scope: str = "global",
+        lr: Annotated[float, OPTIMIZER["lr"]] = 0.1,
+        eps: Annotated[float, OPTIMIZER["eps"]] = 1e-10,
+        weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+        scope: Annotated[str, SCOPE] = "global",
     ):
-        check_hyperparameters(lr, weight_decay)
-        check_scope(scope)
         super().__init__(
             params, {"lr": lr, "eps": eps, "weight_decay": weight_decay, "scope": scope}
         )

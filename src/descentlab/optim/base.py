@@ -7,29 +7,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from descentlab.errors import ConfigError
+from descentlab.errors import ParameterError
 
 # Over what an adaptive denominator s_t is accumulated (Adaptive, and Adam's lecture form):
 #   global     - the notes: every parameter of the optimizer is one vector w ∈ R^d
 #   tensor     - one s per parameter tensor
 #   coordinate - one s per entry (AdaGrad)
-SCOPES = ("global", "tensor", "coordinate")
-
-
-def check_hyperparameters(lr: float, weight_decay: float, **unit_interval: float) -> None:
-    """η > 0, λ ≥ 0, and every momentum-like coefficient in [0, 1)."""
-    if not lr > 0:
-        raise ConfigError("optimizer.lr", lr, "a positive number")
-    if weight_decay < 0:
-        raise ConfigError("optimizer.weight_decay", weight_decay, "a number >= 0")
-    for name, value in unit_interval.items():
-        if not 0 <= value < 1:
-            raise ConfigError(f"optimizer.{name}", value, "a number in [0, 1)")
-
-
-def check_scope(scope: str) -> None:
-    if scope not in SCOPES:
-        raise ConfigError("optimizer.scope", scope, f"one of {list(SCOPES)}")
+# (the names, and each hyperparameter's range, are descentlab.rules.OPTIMIZER)
 
 
 def gradient(p: Tensor, weight_decay: float) -> Tensor:
@@ -108,7 +92,7 @@ class LectureOptimizer(torch.optim.Optimizer):
         return ()
 
     def check_group(self, group: dict, group_index: int) -> None:
-        """Raise ConfigError for a parameter group this optimizer cannot train."""
+        """Raise ParameterError for a parameter group this optimizer cannot train."""
 
     # -- the step -----------------------------------------------------------------------
     @torch.no_grad()
@@ -138,14 +122,14 @@ class LectureOptimizer(torch.optim.Optimizer):
         try:
             for key in self.shared_keys():
                 if group[key] != first[key]:
-                    raise ConfigError(
-                        f"optimizer.{key}",
+                    raise ParameterError(
+                        key,
                         group[key],
                         f"{first[key]!r}, as in the first parameter group "
                         "(it enters one statistic over all parameters)",
                     )
             self.check_group(group, len(self.param_groups) - 1)
-        except ConfigError:
+        except ParameterError:
             self.param_groups.pop()  # leave the optimizer as it was
             raise
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from descentlab.optim.base import LectureOptimizer, check_hyperparameters
+from descentlab.optim.base import LectureOptimizer
+from descentlab.rules import OPTIMIZER, checked
 
 
 class Momentum(LectureOptimizer):
@@ -28,8 +31,14 @@ class Momentum(LectureOptimizer):
         lr: η.  mu: μ ∈ [0, 1).  weight_decay: λ, coupled L2.
     """
 
-    def __init__(self, params, lr: float = 0.1, mu: float = 0.9, weight_decay: float = 0.0):
-        check_hyperparameters(lr, weight_decay, mu=mu)
+    @checked
+    def __init__(
+        self,
+        params,
+        lr: Annotated[float, OPTIMIZER["lr"]] = 0.1,
+        mu: Annotated[float, OPTIMIZER["mu"]] = 0.9,
+        weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+    ):
         super().__init__(params, {"lr": lr, "mu": mu, "weight_decay": weight_decay})
 
     def update(self, p, g, state, group) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from descentlab.optim.base import LectureOptimizer, check_hyperparameters
+from typing import Annotated
+
+from descentlab.optim.base import LectureOptimizer
+from descentlab.rules import OPTIMIZER, checked
 
 
 class SGD(LectureOptimizer):
@@ -21,8 +24,13 @@ class SGD(LectureOptimizer):
     Equals ``torch.optim.SGD(lr=η, weight_decay=λ)`` (momentum 0).
     """
 
-    def __init__(self, params, lr: float = 0.1, weight_decay: float = 0.0):
-        check_hyperparameters(lr, weight_decay)
+    @checked
+    def __init__(
+        self,
+        params,
+        lr: Annotated[float, OPTIMIZER["lr"]] = 0.1,
+        weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+    ):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
     def update(self, p, g, state, group) -> None:

@@ -15,7 +15,25 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from descentlab.errors import BuildError, ConfigError, DescentlabError, one_line, own_error
+from descentlab.errors import (
+    BuildError,
+    ConfigError,
+    DescentlabError,
+    ParameterError,
+    one_line,
+    own_error,
+)
+
+
+def written_key(key: str) -> str:
+    """The key a user writes for a node Hydra names through a reference: ``model.init``
+    holds ``${init}``, so its ``name`` is set as ``init.name``."""
+    from descentlab.config.cli import REFERENCED_GROUPS
+
+    for via, group in REFERENCED_GROUPS.items():
+        if f"{key}.".startswith(via):
+            return (group + f"{key}."[len(via) :]).rstrip(".")
+    return key
 
 
 @contextmanager
@@ -25,15 +43,19 @@ def building(group: str):
 
     try:
         yield
+    except ParameterError as err:  # raised by a class called directly (the optimizer)
+        raise err.at(group) from None
     except DescentlabError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the class raised, the config is the cause
+        where = re.search(r"full_key: (\S+)", str(err))
+        key = where.group(1) if where else group
         ours = own_error(err)
+        if isinstance(ours, ParameterError):  # the class names its parameter, we the node
+            raise ours.at(written_key(key)) from None
         if ours is not None:  # a class's (or a resolver's) own one-line error names the key
             raise ours from None
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
-        where = re.search(r"full_key: (\S+)", str(err))
-        key = where.group(1) if where else group
         raise BuildError(
             f"{key}: cannot be built from the config ({type(cause).__name__}: {one_line(str(cause))})"
         ) from None
@@ -109,6 +131,7 @@ def build(cfg: DictConfig) -> Parts:
     trainer."""
     from hydra.utils import instantiate
 
+    from descentlab.config.arguments import check_config_arguments
     from descentlab.run import job, resume
     from descentlab.run.history import MetricsHistory
     from descentlab.run.interrupt import GracefulStop, StopRequest
@@ -116,10 +139,14 @@ def build(cfg: DictConfig) -> Parts:
     from descentlab.storage.checkpoints import ConfigInCheckpoint
 
     output_dir = Path(cfg.paths.output_dir)
+    check_config_arguments(cfg, groups=("data", "model", "optimizer", "init", "callbacks"))
     with building("data"):
         datamodule = instantiate(cfg.data)
     with building("model"):
         model = build_model(cfg)
+    if getattr(model, "optimizer_factory", None) is not None:
+        with building("optimizer"):  # deferred by Lightning to fit: its errors come now
+            model.configure_optimizers()
     check_initial_weights(model, cfg)
     if job.is_rank_zero():
         datamodule.prepare_data()
