@@ -245,3 +245,32 @@ def test_a_constructor_refuses_a_bad_value_naming_its_parameter():
 
     with pytest.raises(ParameterError, match=r"^mu=1\.0 is invalid: a number in \[0, 1\)$"):
         Momentum([torch.zeros(2, requires_grad=True)], mu=1.0)
+
+
+# -- moving modules must not break existing runs ----------------------------------------
+# tests/data/pre_move_last.ckpt: `python train.py model.net.hidden_dims=[8] trainer.max_epochs=2
+# callbacks.early_stopping=null logger=none` at commit 9a42524, before the modules moved into
+# config/, run/ and storage/. Its recorded config names model/data/optimizer/init by _target_.
+PRE_MOVE = ROOT / "tests" / "data" / "pre_move_last.ckpt"
+
+
+def test_a_checkpoint_written_before_the_move_loads_without_other_arguments():
+    from descentlab.models.classifier import Classifier
+
+    module = Classifier.load_from_checkpoint(str(PRE_MOVE))
+    assert [m.out_features for m in module.net if hasattr(m, "out_features")] == [8, 10]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_written_before_the_move_resumes_after_it(tmp_path):
+    import shutil
+
+    from helpers.cli import read_metrics
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(PRE_MOVE, run_dir / "checkpoints" / "last.ckpt")
+    args = ["model.net.hidden_dims=[8]", "callbacks.early_stopping=null", "logger=none"]
+    run_cli([*args, "trainer.max_epochs=3", "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3, metrics
