@@ -40,6 +40,8 @@ BAD_VALUES = [
     (["optimizer.lr=nan"], ["optimizer.lr=nan", "positive number"]),
     (["optimizer=momentum", "optimizer.mu=abc"], ["optimizer.mu='abc'", "[0, 1)"]),
     (["optimizer.eps=-1"], ["optimizer.eps=-1", ">= 0"]),
+    (["data.label_noise=1.5"], ["data.label_noise=1.5", "[0, 1]"]),
+    (["model.net.dropout_form=notes"], ["model.net.dropout_form='notes'", "lecture"]),
     (["optimizer.betas=0.9"], ["optimizer.betas=0.9", "two numbers"]),
     (["model.net.dropout=abc"], ["model.net.dropout='abc'", "[0, 1)"]),
     (["data.train_fraction=abc"], ["data.train_fraction='abc'", "(0, 1]"]),
@@ -73,10 +75,19 @@ BAD_VALUES = [
     ),
     (["+model.penalties.mine=3"], ["model.penalties.mine=3", "_target_"]),
     (["model.penalties=5"], ["model.penalties=5", "mapping"]),
-    (["model=backbone", "model.backbone_lr_ratio=-2"], ["model.backbone_lr_ratio=-2", "positive number"]),
-    (["model=backbone", "model.backbone_lr_ratio=abc"], ["model.backbone_lr_ratio='abc'", "positive number"]),
+    (
+        ["model=backbone", "model.backbone_lr_ratio=-2"],
+        ["model.backbone_lr_ratio=-2", "positive number"],
+    ),
+    (
+        ["model=backbone", "model.backbone_lr_ratio=abc"],
+        ["model.backbone_lr_ratio='abc'", "positive number"],
+    ),
     (["model=backbone", "model.probe_epochs=-1"], ["model.probe_epochs=-1", ">= 0"]),
-    (["callbacks.progress_bar.refresh_per_second=abc"], ["refresh_per_second='abc'", "positive number"]),
+    (
+        ["callbacks.progress_bar.refresh_per_second=abc"],
+        ["refresh_per_second='abc'", "positive number"],
+    ),
     (["+model.optimizer.lr=0.01"], ["set optimizer.lr=VALUE"]),
     (["callbacks.progress_bar.refresh_per_second=0"], ["refresh_per_second", "positive number"]),
     # a ??? value that another key's interpolation reads (OmegaConf's own message was terse)

@@ -162,6 +162,61 @@ def test_dropout_is_active_in_training_and_off_in_eval(make_cfg):
     assert torch.equal(model(x), model(x))
 
 
+def test_the_lectures_dropout_keeps_or_zeros_each_unit_and_scales_at_evaluation(make_cfg):
+    """v = m ⊙ σ(u) in training (no rescaling), (1 − p)·σ(u) at evaluation: the expectation
+    of what training saw; PyTorch's inverted nn.Dropout scales by 1/(1 − p) instead."""
+    from descentlab.models.mlp import LectureDropout
+
+    p, u = 0.3, torch.rand(200_000) + 0.5
+    torch.manual_seed(0)
+    lecture, inverted = LectureDropout(p), torch.nn.Dropout(p)
+    v = lecture.train()(u)
+    kept = v != 0
+    assert torch.equal(v[kept], u[kept])  # kept units pass unscaled
+    assert (~kept).float().mean().item() == pytest.approx(p, abs=0.005)
+    assert v.mean().item() == pytest.approx((1 - p) * u.mean().item(), rel=0.01)
+    assert torch.allclose(lecture.eval()(u), (1 - p) * u)  # eval: the training expectation
+    w = inverted.train()(u)
+    assert torch.allclose(w[w != 0], u[w != 0] / (1 - p))  # torch: scaled up in training
+    assert torch.equal(inverted.eval()(u), u)
+    model = instantiate(make_cfg("regularizer=dropout", "model.net.dropout_form=lecture").model)
+    assert [type(m).__name__ for m in model.net if "Dropout" in type(m).__name__] == [
+        "LectureDropout",
+        "LectureDropout",
+    ]
+
+
+def test_label_noise_replaces_that_share_of_training_labels_only(make_cfg):
+    clean = instantiate(make_cfg().data)
+    noisy = instantiate(make_cfg("data.label_noise=0.5").data)
+    again = instantiate(make_cfg("data.label_noise=0.5").data)
+    for dm in (clean, noisy, again):
+        dm.setup()
+    (x0, y0), (x1, y1) = clean.splits["train"], noisy.splits["train"]
+    assert torch.equal(x0, x1)  # the same images in the same order
+    wrong = (y0 != y1).float().mean().item()
+    assert wrong == pytest.approx(0.5 * (1 - 1 / 10), abs=0.04)  # p·(1 − 1/K)
+    assert torch.equal(y1, again.splits["train"][1])  # seeded
+    for split in ("val", "test"):
+        assert torch.equal(clean.splits[split][1], noisy.splits[split][1])
+
+
+@pytest.mark.slow
+def test_random_labels_are_memorized_not_learned(make_cfg, tmp_path):
+    """data.label_noise=1: the training accuracy climbs far above chance while the test
+    accuracy stays at chance (the network memorizes; there is nothing to learn)."""
+    cfg = make_cfg(
+        "data.label_noise=1.0",
+        "callbacks.early_stopping=null",
+        "trainer.max_epochs=60",
+        "logger=none",
+        "test=true",
+    )
+    metrics = run(cfg)
+    assert metrics["last/train/acc"] > 0.5, metrics
+    assert metrics["test/acc"] < 0.2, metrics
+
+
 def test_regularizers_combine_as_a_list(make_cfg):
     cfg = make_cfg("regularizer=[weight_decay,dropout,augment]")
     assert cfg.model.l2_penalty > 0 and cfg.model.net.dropout > 0 and cfg.data.augment is not None

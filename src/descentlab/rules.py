@@ -111,6 +111,7 @@ NET: dict[str, Rule] = {
     "activation": one_of("relu", "sigmoid", "tanh", "identity"),
     "dropout": RATE,
     "ops": one_of("native", "optable"),
+    "dropout_form": one_of("inverted", "lecture"),
     "bias": BOOLEAN,
     "freeze": BOOLEAN,
 }
@@ -128,6 +129,7 @@ DATA: dict[str, Rule] = {
     "image_size": POSITIVE_INT.or_none("a positive integer (pixels), or null for the default"),
     "resize_size": POSITIVE_INT.or_none("a positive integer (pixels), or null for the default"),
     "on_bad_image": one_of("error", "skip"),
+    "label_noise": Rule("a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
 }
 # Where each table applies in the config: the torch-free pre-check walks these.
 TABLES: dict[str, dict[str, Rule]] = {

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from descentlab.data.tensor_data import Split, TensorDataModule
 from descentlab.errors import DataError, DataNotFoundError, ParameterError
+from descentlab.rules import DATA, checked
 
 SUFFIXES = (".npz", ".pt")
 
@@ -96,7 +98,14 @@ class ArraysDataModule(TensorDataModule):
     """Features and labels from one file, split by ``seed``: ``test_fraction`` for test,
     ``val_fraction`` for validation, the rest for training (as :class:`DigitsDataModule`)."""
 
-    def __init__(self, path: str, val_fraction: float = 0.15, test_fraction: float = 0.2, **kwargs):
+    @checked
+    def __init__(
+        self,
+        path: str,
+        val_fraction: Annotated[float, DATA["val_fraction"]] = 0.15,
+        test_fraction: Annotated[float, DATA["test_fraction"]] = 0.2,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.path = str(path)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction

@@ -122,6 +122,16 @@ def select_classes(x: Tensor, y: Tensor, classes: Sequence[int] | None) -> Split
     return x[keep], mapped[keep]
 
 
+def noisy_labels(y: Tensor, p: float, num_classes: int, seed: int) -> Tensor:
+    """``y`` with a share ``p`` of its entries (chosen at random) replaced by uniformly
+    random classes; the same ``seed`` gives the same labels (the split's own generator is
+    not touched, so the data order does not change with ``p``)."""
+    generator = torch.Generator().manual_seed(seed + 2)
+    replace = torch.rand(len(y), generator=generator) < p
+    random = torch.randint(0, num_classes, (len(y),), generator=generator)
+    return torch.where(replace, random, y)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base DataModule: subclasses load ``train``/``val``/``test`` tensors in ``load_splits``.
 
@@ -131,6 +141,11 @@ class TensorDataModule(L.LightningDataModule):
         eval_batch_size: batch size for validation/test/predict.
         classes: keep only these classes, relabelled ``0..k-1`` (``None``: all).
         train_fraction: keep this fraction of the training split (fewer labels).
+        label_noise: p, the share of training labels replaced by a class drawn uniformly
+            at random (seeded; validation and test keep their true labels). p = 1 is the
+            random-label experiment: a network that still fits the training set has
+            memorized it, and its test accuracy is chance. A replaced label keeps its value
+            with probability 1/K, so a share p·(1 − 1/K) of the labels end up wrong.
         seed: seeds the split, the label subset and the shuffling order.
         num_classes: classes the model predicts (the subset's size when ``classes`` is set).
         num_classes_total: classes in the full dataset.
@@ -145,6 +160,7 @@ class TensorDataModule(L.LightningDataModule):
         eval_batch_size: Annotated[int, DATA["eval_batch_size"]] = 1024,
         classes: Sequence[int] | None = None,
         train_fraction: Annotated[float, DATA["train_fraction"]] = 1.0,
+        label_noise: Annotated[float, DATA["label_noise"]] = 0.0,
         seed: int = 0,
         num_classes: int = 10,
         num_classes_total: int | None = None,
@@ -157,6 +173,7 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.classes = list(classes) if classes is not None else None
         self.train_fraction = train_fraction
+        self.label_noise = float(label_noise)
         self.seed = seed
         self.num_classes = num_classes
         self.num_classes_total = num_classes_total or num_classes
@@ -186,6 +203,9 @@ class TensorDataModule(L.LightningDataModule):
             generator = torch.Generator().manual_seed(self.seed + 1)
             idx = torch.randperm(len(x), generator=generator)[:keep]
             splits["train"] = (x[idx], y[idx])
+        if self.label_noise > 0:
+            x, y = splits["train"]
+            splits["train"] = (x, noisy_labels(y, self.label_noise, self.num_classes, self.seed))
         self.splits = {name: (x.contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
 
     def _device(self) -> torch.device:

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Annotated
 
+import torch
 from torch import nn
 
 from descentlab.rules import NET, checked
@@ -27,6 +28,33 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+class LectureDropout(nn.Module):
+    """The lecture's dropout: v = m ⊙ σ(u), m_i ~ Bernoulli(1 − p), with no rescaling.
+
+    In training a unit is kept with probability 1 − p, so E[v] = (1 − p) σ(u). At
+    evaluation every unit is kept, and the layer multiplies by (1 − p) to give the next
+    layer the activations it was trained on (their expectation). PyTorch's ``nn.Dropout``
+    is the *inverted* form: it divides by (1 − p) in training and does nothing at
+    evaluation; the two train the same network up to that factor.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.training:
+            keep = torch.bernoulli(torch.full_like(x, 1.0 - self.p))
+            return x * keep
+        return x * (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+DROPOUTS = {"inverted": nn.Dropout, "lecture": LectureDropout}
+
+
 class MLP(nn.Sequential):
     """``Flatten → [Linear → activation → (Dropout)] × len(hidden_dims) → Linear``.
 
@@ -37,6 +65,9 @@ class MLP(nn.Sequential):
             multinomial logistic regression.
         activation: ``relu``, ``sigmoid``, ``tanh`` or ``identity``.
         dropout: rate ``p`` of dropout after each hidden activation (0 disables it).
+        dropout_form: ``inverted`` (PyTorch's ``nn.Dropout``: scale by 1/(1 − p) in
+            training) or ``lecture`` (:class:`LectureDropout`: v = m ⊙ σ(u) in training,
+            times (1 − p) at evaluation).
         ops: ``native`` (torch.nn layers) or ``optable`` (the lecture's op table, see
             ``descentlab.autograd``); both have the same parameters and initialization.
         bias: ``False`` drops every bias: with ``activation=identity`` the net is then the
@@ -54,6 +85,7 @@ class MLP(nn.Sequential):
         dropout: Annotated[float, NET["dropout"]] = 0.0,
         ops: Annotated[str, NET["ops"]] = "native",
         bias: Annotated[bool, NET["bias"]] = True,
+        dropout_form: Annotated[str, NET["dropout_form"]] = "inverted",
     ):
         dims = [math.prod(input_shape), *hidden_dims, num_classes]
         layers: list[nn.Module] = [nn.Flatten()]
@@ -62,7 +94,7 @@ class MLP(nn.Sequential):
             if i < len(dims) - 2:  # hidden layer: activation, then dropout
                 layers.append(self._activation(activation, ops))
                 if dropout > 0:
-                    layers.append(nn.Dropout(dropout))
+                    layers.append(DROPOUTS[dropout_form](dropout))
         super().__init__(*layers)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes

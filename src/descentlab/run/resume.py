@@ -127,6 +127,30 @@ def non_finite_keys(state: dict[str, Any]) -> list[str]:
     ]
 
 
+def added_at_default(key: str, config: dict[str, Any]) -> bool:
+    """True when ``key`` (flattened, e.g. ``model.net.dropout_form``) is at the default of
+    the parameter it configures: a key the template added after a checkpoint was written
+    changes nothing for that run, so it does not block the resume."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    node, _, name = key.rpartition(".")
+    target = config.get(f"{node}._target_")
+    try:
+        cls = get_object(target)
+    except Exception:  # noqa: BLE001 - no importable target: the key counts as a change
+        return False
+    for owner in inspect.getmro(cls) if inspect.isclass(cls) else [cls]:
+        try:
+            parameter = inspect.signature(owner).parameters.get(name)
+        except (TypeError, ValueError):  # a builtin base (object) has no signature to read
+            continue
+        if parameter is not None and parameter.kind is not parameter.VAR_KEYWORD:
+            return parameter.default is not parameter.empty and parameter.default == config[key]
+    return False
+
+
 def precheck(path: str, cfg: DictConfig) -> dict:
     """The checks that need only the file and the config (run before Hydra writes anything)."""
     checkpoint = load_checkpoint(path)
@@ -145,7 +169,11 @@ def precheck(path: str, cfg: DictConfig) -> dict:
     saved = checkpoint.get(CONFIG_KEY)
     if saved is not None:
         before, now = flatten(saved), flatten(fixed_config(cfg))
-        differing = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        differing = sorted(
+            k
+            for k in before.keys() | now.keys()
+            if before.get(k) != now.get(k) and not (k not in before and added_at_default(k, now))
+        )
         if differing:
             raw = raw_fixed_config(cfg)
 
