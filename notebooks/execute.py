@@ -29,9 +29,12 @@ def execute(path: Path) -> None:
     start = time.perf_counter()
     # record_timing=False: no per-cell timestamps, so a re-run changes only what it shows
     NotebookClient(
-        book, timeout=1800, kernel_name="python3", record_timing=False,
+        book,
+        timeout=1800,
+        kernel_name="python3",
+        record_timing=False,
         resources={"metadata": {"path": str(HERE)}},
-    ).execute()  # fmt: skip
+    ).execute()
     nbformat.write(book, path)
     size = path.stat().st_size
     print(f"{path.name}: {time.perf_counter() - start:.0f} s, {size / 1e6:.2f} MB", flush=True)

@@ -139,6 +139,7 @@ def test_bad_value_is_one_line_and_writes_nothing(tmp_path, overrides, words):
 
 
 @pytest.mark.parametrize("override", ["optimizer.lr=-1", "ckpt_path=/no/such/last.ckpt"])
+@pytest.mark.smoke
 def test_a_value_refused_at_validation_exits_before_torch_is_imported(tmp_path, override):
     # why refusals take ~1 s, not the ~7 s of importing torch and Lightning: the checks and
     # everything they import are torch-free (python -X importtime lists each import made)
@@ -160,6 +161,7 @@ def test_a_value_refused_at_validation_exits_before_torch_is_imported(tmp_path, 
     assert override.split("=")[0] in one_error_line(proc)
 
 
+@pytest.mark.smoke
 def test_run_dir_that_is_a_file_is_one_line(tmp_path):
     target = tmp_path / "a_file"
     target.write_text("keep me\n")

@@ -356,6 +356,7 @@ def test_sigterm_during_the_test_finishes_the_run_and_exits_143(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_ctrl_c_records_an_interrupted_run_and_exits_130(tmp_path):
     proc = start([*SLOW_ENOUGH, f"hydra.run.dir={tmp_path}"])
     wait_for(lambda: global_step(tmp_path) >= 19, proc)

@@ -116,6 +116,7 @@ def test_overfitting_one_batch_drives_the_loss_to_zero(make_cfg):
     assert metrics["train/loss"] < 0.01 and metrics["train/acc"] == 1.0
 
 
+@pytest.mark.smoke
 def test_missing_dataset_is_one_line_and_exit_1(tmp_path):
     proc = run_cli(
         ["data=mnist", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
@@ -179,6 +180,7 @@ def test_ddp_cpu_runs_two_gloo_processes(tmp_path):
     assert metrics["test/acc"] > 0.5
 
 
+@pytest.mark.smoke
 def test_an_epoch_without_validation_records_no_validation_values(tmp_path):
     # validation every other epoch; the third epoch cut short by max_steps (19 steps an epoch):
     # only epoch 1 was validated, and only it may carry val/* and gap/* (Lightning keeps the
