@@ -60,23 +60,13 @@ class Adam(LectureOptimizer):
         s_t \leftarrow \frac{\beta s_{t-1} + (1-\beta)\, c_t}{1-\beta^t},\qquad
         w_{t+1} \leftarrow w_t - \frac{\eta}{\sqrt{s_t} + \epsilon}\, v_t .
 
-    **It stops learning.** Because the corrected s_{t−1} is fed back, each step multiplies
-    it by a_t = β/(1−β^t): s_t = a_t s_{t−1} + (1−β)c_t/(1−β^t) ≥ a_t s_{t−1}, so
-
-    .. math::
-        s_t \;\ge\; c_1 \prod_{k=2}^{t} \frac{\beta}{1-\beta^k}
-            \;\approx\; c_1\,\frac{(\beta/(1-\beta))^{t-1}}{t!}
-        \qquad(1-\beta^k \approx k(1-\beta)\text{ for small } k).
-
-    a_t > 1 as long as β^t > 1−β, i.e. for t < ln(1−β)/ln β ≈ 6904 steps at β = 0.999.
-    The product is 10^9.9 at t = 5, 10^20.4 at t = 10 and 10^38.6 at t = 20: past
-    float32's largest number (3.4·10^38), so s_t = inf at about step 20 (float64: about
-    step 329). From then on √s_t = inf, every update η v_t/(√s_t + ε) is exactly 0, and
-    β·inf = inf keeps it there: the stall is permanent. Long before, the steps are
-    negligible (√s_t ≈ 10^10 √c_1 at t = 10). The first moment compounds the same way,
-    by μ/(1−μ^t) > 1 for t < ln(1−μ)/ln μ ≈ 21.9 at μ = 0.9 (v_2 = g/(1−μ²) ≈ 5.3 g
-    under a constant gradient, up to ≈ 3.4·10³ g at t = 21, then it decays towards g);
-    v stays finite, s is what stops the run. Selecting this form logs one warning.
+    **It stops learning.** The corrected s_{t−1} is fed back, so every early step multiplies
+    it by β/(1−β^t) > 1 (for t < ln(1−β)/ln β ≈ 6904 at β = 0.999): s_t overflows float32 at
+    about step 20, and from then on every update is exactly 0. The derivation, with its
+    numbers, is in ``docs/lecture.md`` (Optimizers); ``tests/test_optim.py`` checks the
+    bound step by step. The first moment compounds too (by μ/(1−μ^t) > 1 for t < 22 at
+    μ = 0.9: under a constant gradient g it peaks at ≈ 3.9·10³ g at t = 21, tested), but
+    stays finite. Selecting this form logs one warning.
 
     As in :class:`~descentlab.optim.adaptive.Adaptive`, where s_t = 0 (a centered norm
     of 0 at step 1) the step is 0 rather than η v/ε, and ``scope=tensor`` refuses
