@@ -457,7 +457,7 @@ def trajectory(make: Callable, f: Callable, start, steps: int) -> torch.Tensor:
 
 def contour(ax, surface: Surface) -> None:
     xs, ys = torch.meshgrid(
-        torch.linspace(*surface.xlim, 200), torch.linspace(*surface.ylim, 200), indexing="xy"
+        torch.linspace(*surface.xlim, 120), torch.linspace(*surface.ylim, 120), indexing="xy"
     )
     ax.contour(xs, ys, surface.f(torch.stack([xs, ys])), levels=14, cmap="Greys", linewidths=0.5)
 
@@ -506,14 +506,19 @@ def cmd_surface(args) -> dict:
             panels[0].legend(fontsize=8)
             panels[0].set_title(f"{surface.formula}, start {surface.start}", fontsize=9)
             for i, (label, run) in enumerate(result["runs"].items()):
-                ax_f.plot(
-                    run["f"] - min(0.0, surface.f(torch.tensor(surface.minimum))),
-                    color=f"C{i}",
-                    label=label,
-                )
-            ax_f.set_yscale("log")
+                if args.surface == "saddle":  # the escape: y_t leaves the ridge y = 0
+                    ax_f.plot(run["path"][:, 1], "-o", markersize=2, color=f"C{i}", label=label)
+                else:
+                    ax_f.plot(run["f"], color=f"C{i}", label=label)
+            if args.surface == "saddle":
+                ax_f.axhline(math.sqrt(2), color="k", linestyle=":", linewidth=1)
+                ax_f.axhline(1, color="0.6", linestyle="--", linewidth=1)
+                ax_f.set_ylim(-0.1, 2.0)
+                ax_f.set_ylabel("y_t (dotted: the minimum √2; dashed: y = 1)")
+            else:
+                ax_f.set_yscale("log")
+                ax_f.set_ylabel("f(w_t)")
             ax_f.set_xlabel("step t")
-            ax_f.set_ylabel("f(w_t) − f(minimum)")
             ax_f.legend(fontsize=8)
         plt.tight_layout()
         result["fig"] = fig
@@ -530,17 +535,22 @@ def settle_step(path: torch.Tensor, minimum, radius: float = 0.1) -> float:
     return float("inf") if last == len(path) - 1 else float(last + 1)
 
 
+def escape_step(path: torch.Tensor) -> float:
+    """The first step at which y > 1 on the saddle (halfway from the ridge to the minimum)."""
+    return next((float(t) for t in range(len(path)) if path[t, 1] > 1), float("inf"))
+
+
 def cmd_sweep(args) -> dict:
-    """Each optimizer's result over a grid of η: on the ravine f after N steps, on the
-    saddle the step from which w stays within 0.1 of the minimum."""
+    """Each optimizer over a grid of η: on the ravine f after N steps; on the saddle the step
+    at which y > 1 (escape) and the step from which w stays within 0.1 of the minimum."""
     surface = SURFACES[args.surface]
     lrs = torch.linspace(args.lr_min, args.lr_max, args.points).tolist()
     curves = {"sgd": ("SGD", "sgd:lr={}")}
     for mu in args.mu:
         curves[f"momentum{mu:g}"] = (f"momentum μ={mu:g}", f"momentum:lr={{}},mu={mu}")
-    result = {"lrs": lrs, "curves": {}, "best": {}}
+    result = {"lrs": lrs, "curves": {}, "best": {}, "settle": {}, "best_settle": {}}
     for key, (label, spec) in curves.items():
-        ys = []
+        ys, settles = [], []
         for lr in lrs:
             _, make = make_optimizer(spec.format(lr))
             path = trajectory(make, surface.f, surface.start, args.steps)
@@ -548,23 +558,42 @@ def cmd_sweep(args) -> dict:
                 v = surface.f(path[-1]).item()
                 ys.append(v if math.isfinite(v) else float("inf"))
             else:
-                ys.append(settle_step(path, surface.minimum))
+                settle = settle_step(path, surface.minimum)
+                if settle > args.steps // 2:  # it must then stay there for half the run at least
+                    settle = float("inf")
+                settles.append(settle)
+                # an escape counts only if the run then settles at the minimum
+                ys.append(escape_step(path) if math.isfinite(settle) else float("inf"))
         best = min(range(len(lrs)), key=lambda i: ys[i])
         result["curves"][key] = ys
         result["best"][key] = (lrs[best], ys[best])
-        what = (
-            f"f after {args.steps} steps"
-            if args.surface == "ravine"
-            else "steps to stay within 0.1"
-        )
-        print(f"{label:16s} best η = {lrs[best]:.4g}: {what} = {ys[best]:.4g}")
+        if args.surface == "ravine":
+            print(
+                f"{label:16s} best η = {lrs[best]:.4g}: f after {args.steps} steps = {ys[best]:.4g}"
+            )
+        else:
+            fastest = min(range(len(lrs)), key=lambda i: settles[i])
+            result["settle"][key] = settles
+            result["best_settle"][key] = (lrs[fastest], settles[fastest])
+            stable = [lr for lr, v in zip(lrs, settles, strict=True) if math.isfinite(v)]
+            result.setdefault("largest_stable", {})[key] = max(stable)
+            print(
+                f"{label:16s} fastest escape (y > 1): step {ys[best]:g} at η = {lrs[best]:.3g}; "
+                f"within 0.1 of the minimum from step {settles[fastest]:g} at best (η = "
+                f"{lrs[fastest]:.3g}); settles for η up to {max(stable):.3g}"
+            )
     if args.out or args.show:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
+        fig, ax = plt.subplots(figsize=(7.5, 3.8))
         for i, (key, (label, _)) in enumerate(curves.items()):
             ys = [v if math.isfinite(v) else float("nan") for v in result["curves"][key]]
-            ax.plot(lrs, ys, "-o", markersize=2.5, color=f"C{i}", label=label)
+            name = label if args.surface == "ravine" else f"{label}: y > 1"
+            ax.plot(lrs, ys, "-o", markersize=2.5, color=f"C{i}", label=name)
             lr, v = result["best"][key]
             ax.plot([lr], [v], "*", markersize=12, color=f"C{i}")
+            if args.surface == "saddle":
+                settles = [v if math.isfinite(v) else float("nan") for v in result["settle"][key]]
+                ax.plot(lrs, settles, "--", color=f"C{i}", linewidth=1,
+                        label=f"{label}: within 0.1 of (0, √2) for good")  # fmt: skip
         if args.surface == "ravine":
             ax.set_yscale("log")
             ax.set_ylim(1e-13, 1e5)
@@ -578,14 +607,19 @@ def cmd_sweep(args) -> dict:
                 if limits[key] <= args.lr_max:
                     ax.axvline(limits[key], color=f"C{i}", linestyle=":", linewidth=1)
             result["limits"] = limits
+            ax.set_title(
+                f"{surface.formula} from {surface.start}; ★ best η; dotted: stability limit",
+                fontsize=9,
+            )
         else:
-            ax.set_ylabel(
-                f"steps until w stays within 0.1 of (0, √2)\n(missing: not within {args.steps})"
+            ax.set_ylim(0, min(args.steps, 60))
+            ax.set_ylabel("step")
+            ax.set_title(
+                f"{surface.formula} from {surface.start}; ★ fastest escape (missing: not "
+                f"settled within {args.steps // 2} steps)",
+                fontsize=9,
             )
         ax.set_xlabel("η")
-        ax.set_title(
-            f"{surface.formula} from {surface.start}; ★ each optimizer's best η", fontsize=9
-        )
         ax.legend(fontsize=8)
         result["fig"] = fig
     return result
@@ -834,7 +868,7 @@ def cmd_minibatch(args) -> dict:
         ax2.set_xlabel("batch size |S|")
         ax2.set_ylabel("seconds per epoch")
         ax2.set_title(
-            "one epoch of a plain loop (forward, backward, SGD step), 64→32→10 MLP, 1 thread",
+            "one epoch of a plain loop (forward, backward, SGD step η=0.01), 64→32→10 MLP, 1 thread",
             fontsize=9,
         )
         ax2.legend(fontsize=8)
@@ -843,14 +877,26 @@ def cmd_minibatch(args) -> dict:
     return result
 
 
-TRAIN_CURVES = {  # label: (run folder, overrides)
-    "SGD η=0.1": ("sgd", ["optimizer=sgd"]),
-    "momentum η=0.1 μ=0.9": ("momentum", ["optimizer=momentum"]),
-    "notes' adaptive η=0.1": ("adaptive", ["optimizer=adaptive"]),
-    "Adam η=0.001 μ=0.9 β=0.999": ("adam", ["optimizer=adam"]),
+TRAIN_CURVES = {  # label: (run folder, overrides), every hyperparameter named in its label
+    "SGD η=0.1": ("sgd", ["optimizer=sgd", "optimizer.lr=0.1"]),
+    "momentum η=0.3 μ=0.9": (
+        "momentum",
+        ["optimizer=momentum", "optimizer.lr=0.3", "optimizer.mu=0.9"],
+    ),
+    "notes' adaptive η=0.5": ("adaptive", ["optimizer=adaptive", "optimizer.lr=0.5"]),
+    "Adam η=0.001 μ=0.9 β=0.999": (
+        "adam",
+        ["optimizer=adam", "optimizer.lr=0.001", "optimizer.mu=0.9", "optimizer.beta=0.999"],
+    ),
     "notes' Adam η=0.001 μ=0.9 β=0.999": (
         "adam_lecture",
-        ["optimizer=adam", "optimizer.form=lecture"],
+        [
+            "optimizer=adam",
+            "optimizer.form=lecture",
+            "optimizer.lr=0.001",
+            "optimizer.mu=0.9",
+            "optimizer.beta=0.999",
+        ],
     ),
 }
 
