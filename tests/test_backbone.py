@@ -93,6 +93,7 @@ def test_missing_or_bad_backbone_checkpoint_is_a_clear_error(tmp_path):
         Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "trunc.pt"))
 
 
+@pytest.mark.slow
 def test_gradual_unfreezing_with_backbone_finetuning(make_cfg):
     cfg = make_cfg(
         "model=backbone",

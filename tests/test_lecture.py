@@ -110,6 +110,7 @@ def test_per_sample_gradients_average_to_the_batch_gradient():
     assert torch.allclose(per_sample[idx].mean(0), gradient(model, x[idx], y[idx]), atol=1e-13)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 4, 16, 64])
 def test_minibatch_gradient_variance_falls_as_one_over_the_batch_size(batch_size):
     """E‖∇L̃_S − ∇L‖² = σ²/|S| · (n−|S|)/(n−1) (drawn without replacement), checked by

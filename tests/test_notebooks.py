@@ -99,6 +99,8 @@ def test_what_the_notebooks_import_is_declared_in_pyproject():
         for module in _imported_top_level_modules(path):
             if module in sys.stdlib_module_names or module == "descentlab":
                 continue
+            if (ROOT / "notebooks" / f"{module}.py").is_file():
+                continue  # a module of notebooks/ itself (demos, exercises)
             names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
             assert names & declared, (
                 f"{path.name} imports {module}, which pyproject.toml does not declare"

@@ -38,6 +38,7 @@ def test_optable_and_native_mlp_share_parameters_and_gradients(make_cfg):
     assert torch.allclose(native_forward(optable, x), native(x), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_optable_trains_to_within_one_point_of_native(make_cfg, tmp_path):
     common = ["trainer.max_epochs=15", "callbacks.early_stopping=null", "logger=none"]
     native = run(make_cfg("model.net.ops=native", *common, subdir="native"))

@@ -22,6 +22,10 @@ ALLOWED_ACCESS = {
     ): "Hydra has no public hook to format its errors (run_and_report)",
     ("config/cli.py", "run_and_report"): "the function patched, see above",
     ("config/cli.py", "_descentlab"): "our own marker on the patched function",
+    # the scalar engine's nodes reach into each other (micrograd's names, kept for students
+    # who compare the two): our own class, not a library's
+    ("autograd/engine.py", "_backward"): "a node's local backward step (micrograd's name)",
+    ("autograd/engine.py", "_prev"): "a node's inputs (micrograd's name)",
 }
 ALLOWED_OVERRIDES = {
     # Lightning's CSV writer deletes metrics.csv in its constructor, with no switch to keep it

@@ -78,6 +78,7 @@ def test_l1_through_the_cli_gives_sparser_weights(tmp_path):
     assert read_metrics(tmp_path / "l1")["train/penalty"] > 0
 
 
+@pytest.mark.slow
 def test_weight_decay_logs_penalty_and_shrinks_weights(make_cfg, tmp_path):
     plain = run(make_cfg("trainer.max_epochs=5", "callbacks.early_stopping=null", subdir="plain"))
     decayed = run(
@@ -282,6 +283,7 @@ def test_augmentation_touches_training_batches_only(make_cfg):
     assert not torch.equal(datamodule.on_after_batch_transfer(batch, 0)[0], batch[0])
 
 
+@pytest.mark.slow
 def test_augmented_training_still_learns(make_cfg):
     metrics = run(make_cfg("regularizer=augment", "trainer.max_epochs=10"))
     assert metrics["test/acc"] > 0.9
