@@ -1014,9 +1014,6 @@ def cmd_init_schemes(args) -> dict:
     from descentlab.init import Initializer
     from descentlab.models.mlp import MLP
 
-    # s = 0.01 takes values towards float32's denormal range, where CPU arithmetic crawls; the
-    # template flushes them to zero for its runs (flush_denormal: true), and so does this figure
-    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     x = torch.randn(1024, args.width)
     result = {}
