@@ -75,6 +75,18 @@ def test_momentum_equals_torch_sgd_with_dampening_once_its_buffer_starts_at_zero
     compare(lambda p: Momentum(p, lr=0.2, mu=mu, weight_decay=wd), torch_zero_started)
 
 
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_momentum_equals_torch_sgd_at_lr_eta_times_one_minus_mu_without_dampening(wd):
+    """Out of the box (no seeded buffer): torch's b_1 = g_1 and b_t = μ b_{t−1} + g_t give
+    (1 − μ) b_t = v_t, so SGD(lr=η(1−μ), momentum=μ) takes exactly our steps η v_t."""
+    mu, lr = 0.9, 0.2
+    compare(
+        lambda p: Momentum(p, lr=lr, mu=mu, weight_decay=wd),
+        lambda p: torch.optim.SGD(p, lr=lr * (1 - mu), momentum=mu, weight_decay=wd),
+        tol=1e-12,
+    )
+
+
 def test_momentum_vs_torch_default_start_differs_by_mu_to_the_t_times_g1():
     """Same gradient sequence into both: torch's buffer b_t = v_t + μ^t g_1 exactly."""
     mu, lr = 0.8, 0.1

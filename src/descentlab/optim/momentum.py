@@ -21,11 +21,12 @@ class Momentum(LectureOptimizer):
     oscillation across a narrow valley) cancel, components that agree (along the
     valley floor) add up.
 
-    Relation to ``torch.optim.SGD(momentum=μ, dampening=μ)``: torch's buffer follows the
-    same recursion b_t = μ b_{t−1} + (1−μ) g_t but starts at b_1 = g_1 instead of
-    (1−μ) g_1, so for the same gradients b_t = v_t + μ^t g_1: the first gradient gets
-    extra weight that decays geometrically. Seeding torch's buffer with zeros makes the
-    two identical (the tests check both statements).
+    Relation to ``torch.optim.SGD``: exactly ``SGD(lr=η(1−μ), momentum=μ)`` (dampening 0).
+    Torch's buffer b_t = μ b_{t−1} + g_t starts at b_1 = g_1, so (1−μ) b_t = v_t at every
+    step and the two take the same steps. ``SGD(lr=η, momentum=μ, dampening=μ)`` follows
+    the same recursion as v but starts at b_1 = g_1 instead of (1−μ) g_1, so b_t = v_t +
+    μ^t g_1: the first gradient gets extra weight that decays geometrically (seeding its
+    buffer with zeros makes the two identical). The tests check all three statements.
 
     Args:
         lr: η.  mu: μ ∈ [0, 1).  weight_decay: λ, coupled L2.
