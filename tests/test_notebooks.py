@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -54,6 +55,8 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch, tmp_path):
     # run in a copy of notebooks/ so the logs it writes land in tmp_path
     workdir = tmp_path / "notebooks"
     workdir.mkdir()
+    for module in (ROOT / "notebooks").glob("*.py"):  # demos.py, exercises.py: beside it
+        shutil.copy(module, workdir)
     # execute() raises CellExecutionError at the first cell that fails
     NotebookClient(
         book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
