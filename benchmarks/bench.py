@@ -475,7 +475,7 @@ def ensure_mnist(data_dir: Path, n_train: int, n_test: int) -> str:
     have = struct.unpack(">I", images.read_bytes()[4:8])[0] if images.exists() else 0
     if have < n_train:
         sys.path.insert(0, str(ROOT / "tests"))  # the tests' writers of fake files
-        from fake_files import write_mnist_like
+        from helpers.fake_files import write_mnist_like
 
         # 20 % random labels keep the loss away from 0, as on real data
         write_mnist_like(data_dir, "MNIST", n_train=n_train, n_test=n_test, label_noise=0.2)

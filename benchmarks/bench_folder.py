@@ -45,7 +45,7 @@ def write_folder(root: Path, copies: int = 1, per_class: int | None = None) -> t
     """The digits as ``root/<digit>/<n>.png`` and ``.jpg`` (2 × 1,797 × copies files, 32 px;
     ``per_class``: at most that many of each digit per copy and format)."""
     sys.path.insert(0, str(ROOT / "tests"))  # the tests' writers of fake files
-    from fake_files import write_image_folder
+    from helpers.fake_files import write_image_folder
 
     if not (root / "done").exists():
         for copy in range(copies):
