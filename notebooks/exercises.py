@@ -1,4 +1,4 @@
-"""Checkers for the exercises at the end of notebooks 01-03.
+"""Checkers for the exercises at the end of notebooks 01-04.
 
 Each ``check_*`` takes the student's answer, prints ``correct`` or what is wrong (or ``not
 answered yet`` while the answer is still ``None``) and returns True only when it is right.
@@ -336,6 +336,90 @@ def check_depth_std(answer) -> bool:
         f"too {direction}: (n_in s²)^{depth} must lie in [1/{within:g}, {within:g}], so n_in s² within "
         f"{within:g}^(±1/{depth}) of 1"
     )
+    return False
+
+
+# ======================================================================= notebook 04
+
+
+def check_label_noise_share(answer, p: float = 0.5, classes: int = 10) -> bool:
+    """The share of wrong training labels under data.label_noise=p: p·(1 − 1/K)."""
+    if not _answered(answer):
+        return False
+    value = _number(answer, "the share")
+    if value is None:
+        return False
+    expected = p * (1 - 1 / classes)
+    if _close(value, expected):
+        return _correct()
+    if _close(value, p):
+        print(
+            f"{p} is the share replaced; some replacements land on the true class (1 in {classes})"
+        )
+    else:
+        print(
+            f"not quite: a share p is replaced, and a replaced label is wrong with probability 1 − 1/{classes}"
+        )
+    return False
+
+
+def check_l2_as_weight_decay(answer, l2_penalty: float = 0.02) -> bool:
+    """model.l2_penalty=λ (gradient 2λw) is torch SGD's weight_decay=2λ on the weights."""
+    if not _answered(answer):
+        return False
+    value = _number(answer, "weight_decay")
+    if value is None:
+        return False
+    if _close(value, 2 * l2_penalty):
+        return _correct()
+    if _close(value, l2_penalty):
+        print(
+            "the penalty λ‖w‖² has gradient 2λw, while torch's weight_decay adds (weight_decay)·w"
+        )
+    else:
+        print("compare the gradients: d/dw of λ‖w‖² against the term torch adds to the gradient")
+    return False
+
+
+def check_dropout_eval_factor(answer, p: float = 0.3) -> bool:
+    """The lecture's dropout keeps a unit with probability 1 − p: eval multiplies by 1 − p."""
+    if not _answered(answer):
+        return False
+    value = _number(answer, "the factor")
+    if value is None:
+        return False
+    if _close(value, 1 - p):
+        return _correct()
+    if _close(value, 1 / (1 - p)):
+        print(
+            "that is inverted dropout's training-time factor; the lecture's form scales at evaluation"
+        )
+    else:
+        print("what is E[m_i] when a unit is kept with probability 1 − p?")
+    return False
+
+
+PAIRED_DIFFERENCES = (0.006, -0.003, 0.011, -0.002)
+
+
+def paired_verdict(differences=PAIRED_DIFFERENCES) -> str:
+    """ "effect" when |mean| > 2 standard errors of the paired differences, else "noise"."""
+    import statistics
+
+    mean = statistics.mean(differences)
+    se = statistics.stdev(differences) / len(differences) ** 0.5
+    return "effect" if abs(mean) > 2 * se else "noise"
+
+
+def check_paired_verdict(answer) -> bool:
+    if not _answered(answer):
+        return False
+    if answer not in ("effect", "noise"):
+        print('answer "effect" or "noise"')
+        return False
+    if answer == paired_verdict():
+        return _correct()
+    print("compute the mean of the differences and its standard error, stdev / √n, then compare")
     return False
 
 

@@ -27,9 +27,9 @@ def load(path: Path, name: str):
 exercises = load(NOTEBOOKS / "exercises.py", "notebook_exercises")
 SOLUTIONS = {
     stem: load(NOTEBOOKS / "solutions" / f"{stem}.py", f"solution_{stem}")
-    for stem in ("01_backprop", "02_optimizers", "03_initialization")
+    for stem in ("01_backprop", "02_optimizers", "03_initialization", "04_generalization")
 }
-s01, s02, s03 = SOLUTIONS.values()
+s01, s02, s03, s04 = SOLUTIONS.values()
 
 # checker: (the solution's arguments, wrong arguments, a phrase the explanation must contain)
 CASES = {
@@ -46,6 +46,10 @@ CASES = {
     ),
     "check_xavier_std": ((s03.xavier_std_answer,), (2 / 400,), "square root"),
     "check_depth_std": ((s03.depth_std_answer,), (0.1,), "too large"),
+    "check_label_noise_share": ((s04.wrong_share,), (0.5,), "land on the true class"),
+    "check_l2_as_weight_decay": ((s04.torch_weight_decay,), (0.02,), "has gradient 2λw"),
+    "check_dropout_eval_factor": ((s04.eval_factor,), (1 / 0.7,), "training-time factor"),
+    "check_paired_verdict": ((s04.verdict,), ("effect",), "standard error"),
 }
 
 
