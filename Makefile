@@ -32,14 +32,15 @@ install-dev: $(DEVSTAMP)
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-# The whole suite, as CI runs it: lint first (seconds), then every test.
+# The whole suite, as CI runs it: lint first (seconds), then every test, one test file per
+# core at a time (most of a CLI test is a fresh interpreter importing torch: one core each).
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The quick loop (a few minutes): the in-process tests and the CLI smoke set; tests that
 # start a process are marked `cli` automatically (tests/conftest.py).
 test-fast: lint
-	$(PY) -m pytest -m "smoke or not (cli or slow)" $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile -m "smoke or not (cli or slow)" $(PYTEST_ARGS)
 
 # The tests of the modules you touched: make test-for FILES="src/descentlab/run/resume.py"
 test-for: $(DEVSTAMP)
