@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import inspect
+import os
 import types
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from helpers.compose import compose_config
+
+# One thread per process: `make test` runs two test files at a time on 2 cores, and two
+# processes of 2 threads each spin-wait for cores (a ResNet-18 test took 617 s instead of
+# ~150 s). Subprocesses (the real CLI) inherit the variables. What a test asserts about
+# trained results was measured this way; on the CPU a seed's result depends on the thread
+# count (docs/transfer.md).
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
