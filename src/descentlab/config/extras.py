@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 
 from descentlab.errors import ConfigError
 
-# (text in a _target_, module it imports, extra that installs it)
+# (text in a _target_, module it imports (a|b: either one), extra that installs it)
 EXTRAS = (
     ("wandb", "wandb", "wandb"),
-    ("TensorBoardLogger", "tensorboard", "tensorboard"),
+    ("TensorBoardLogger", "tensorboard|tensorboardX", "tensorboard"),  # Lightning takes either
     ("hydra_submitit_launcher", "hydra_plugins.hydra_submitit_launcher", "slurm"),
 )
 
@@ -31,13 +31,13 @@ def installed(module: str) -> bool:
 
 def require_extra(key: str, target: str) -> None:
     """Refuse ``target`` (the ``_target_`` at ``key``) when the extra it needs is missing."""
-    for needle, module, extra in EXTRAS:
-        if needle in target and not installed(module):
+    for needle, modules, extra in EXTRAS:
+        if needle in target and not any(installed(m) for m in modules.split("|")):
             raise ConfigError(
                 key,
                 target,
-                f"{module} is not installed: pip install 'descentlab[{extra}]' (or choose "
-                f"another option)",
+                f"{modules.split('|')[0]} is not installed: pip install 'descentlab[{extra}]' "
+                f"(or choose another option)",
             )
 
 
