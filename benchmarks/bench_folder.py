@@ -107,7 +107,7 @@ def hand_loop(folder: str, epochs: int, batch_size: int, workers: int, clock: st
     dm = datamodule(folder, batch_size, workers)
     dm.setup()
     train, val = dm.train_dataloader(), dm.val_dataloader()
-    model = MLP(input_shape=dm.dims, num_classes=dm.num_classes, hidden_dims=[256, 128])
+    model = MLP(input_shape=dm.dims, num_outputs=dm.num_classes, hidden_dims=[256, 128])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     starts = []
     for epoch in range(epochs):

@@ -49,7 +49,7 @@ def test_a_plain_hydra_compose_resolves_without_importing_descentlab(tmp_path):
         "from hydra import compose, initialize_config_dir\n"
         f"with initialize_config_dir({str(ROOT / 'configs')!r}, version_base='1.3'):\n"
         "    cfg = compose('train', overrides=['data.classes=[3,5]'])\n"
-        "print(cfg.model.net.num_classes)\n"
+        "print(cfg.model.net.num_outputs)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path

@@ -16,7 +16,17 @@ SRC = ROOT / "src"
 PACKAGE = SRC / "descentlab"
 # The domain layer: what a lecture's experiment is made of. It may not reach up into the
 # layers that run, store or configure experiments.
-DOMAIN = ("data", "models", "optim", "autograd", "callbacks", "init", "torchfile", "errors")
+DOMAIN = (
+    "data",
+    "models",
+    "tasks",
+    "optim",
+    "autograd",
+    "callbacks",
+    "init",
+    "torchfile",
+    "errors",
+)
 UPPER = ("run", "storage", "config", "api", "report")
 
 
@@ -180,17 +190,24 @@ def test_every_module_has_test_files_in_the_index():
 
 # -- one rule per check ---------------------------------------------------------------
 def _classes_by_table():
-    from descentlab.data import DigitsDataModule, ImageFolderDataModule, TensorDataModule
+    from descentlab.data import (
+        DigitsDataModule,
+        ImageFolderDataModule,
+        TeacherDataModule,
+        TensorDataModule,
+    )
     from descentlab.models.backbone import Backbone
-    from descentlab.models.classifier import Classifier
     from descentlab.models.mlp import MLP
+    from descentlab.models.module import TaskModule
     from descentlab.optim import SGD, Adam, Adaptive, Momentum
+    from descentlab.tasks import Binary, Classification, Regression
 
     return {
         "optimizer": [SGD, Momentum, Adaptive, Adam],
-        "model": [Classifier],
+        "model": [TaskModule],
+        "task": [Classification, Regression, Binary],
         "model.net": [MLP, Backbone],
-        "data": [TensorDataModule, DigitsDataModule, ImageFolderDataModule],
+        "data": [TensorDataModule, DigitsDataModule, ImageFolderDataModule, TeacherDataModule],
     }
 
 
@@ -234,7 +251,7 @@ def test_domain_classes_name_their_parameter_not_a_config_key():
                 key = first.value if isinstance(first, ast.Constant) else ast.unparse(first)
                 calls.append((name, key))
     # the one cross-group check: a batch of one sample reaching BatchNorm names data.batch_size
-    assert calls == [("descentlab.models.classifier", "data.batch_size")], calls
+    assert calls == [("descentlab.models.module", "data.batch_size")], calls
 
 
 def test_a_constructor_refuses_a_bad_value_naming_its_parameter():

@@ -17,7 +17,7 @@ from helpers.cli import read_metrics, run_cli
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
 def test_any_torchvision_classifier_gets_a_new_head_and_adapted_inputs(name):
-    net = Backbone(name, num_classes=5, input_shape=(1, 8, 8))
+    net = Backbone(name, num_outputs=5, input_shape=(1, 8, 8))
     out = net(torch.rand(2, 1, 8, 8))  # grayscale 8x8 -> 3 x 32 x 32 inside
     assert out.shape == (2, 5) and net.head.out_features == 5
     assert not any(isinstance(m, torch.nn.Linear) and m.out_features == 1000 for m in net.modules())
@@ -25,7 +25,7 @@ def test_any_torchvision_classifier_gets_a_new_head_and_adapted_inputs(name):
 
 def test_unknown_backbone_name_is_a_config_error():
     with pytest.raises(ConfigError, match="^name='resnet1000'"):
-        Backbone("resnet1000", num_classes=10)
+        Backbone("resnet1000", num_outputs=10)
 
 
 def test_weights_load_from_torch_hubs_cache_offline(tmp_path, monkeypatch):
@@ -36,7 +36,7 @@ def test_weights_load_from_torch_hubs_cache_offline(tmp_path, monkeypatch):
     torch.manual_seed(7)
     reference = models.mobilenet_v3_small()
     torch.save(reference.state_dict(), cached)
-    net = Backbone("mobilenet_v3_small", num_classes=10, weights="IMAGENET1K_V1")
+    net = Backbone("mobilenet_v3_small", num_outputs=10, weights="IMAGENET1K_V1")
     loaded = net.backbone.state_dict()
     for key, value in reference.state_dict().items():
         if key.startswith("classifier.3."):  # the replaced 1000-class layer
@@ -54,7 +54,7 @@ def test_weights_that_would_run_code_are_refused(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     torch.save({"x": Exploit(str(marker))}, cached)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        Backbone("mobilenet_v3_small", num_classes=10, weights="IMAGENET1K_V1")
+        Backbone("mobilenet_v3_small", num_outputs=10, weights="IMAGENET1K_V1")
     assert not marker.exists()
 
 
@@ -70,7 +70,7 @@ class Exploit:
 
 def test_unknown_weights_name_is_a_config_error():
     with pytest.raises(ConfigError, match="^weights="):
-        Backbone("resnet18", num_classes=10, weights="IMAGENET9K")
+        Backbone("resnet18", num_outputs=10, weights="IMAGENET9K")
 
 
 def test_freeze_trains_the_head_only(make_cfg):
@@ -87,10 +87,10 @@ def test_freeze_trains_the_head_only(make_cfg):
 
 def test_missing_or_bad_backbone_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "nope.pt"))
+        Backbone("resnet18", num_outputs=5, checkpoint=str(tmp_path / "nope.pt"))
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match="trunc.pt is corrupt or truncated"):
-        Backbone("resnet18", num_classes=5, checkpoint=str(tmp_path / "trunc.pt"))
+        Backbone("resnet18", num_outputs=5, checkpoint=str(tmp_path / "trunc.pt"))
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import torch
 from hydra.utils import instantiate
 
 from descentlab.config import CONFIG_DIR
-from descentlab.models.classifier import Classifier
 from descentlab.models.mlp import MLP
+from descentlab.models.module import TaskModule
 
 GROUPS = [
     "data",
@@ -79,7 +79,7 @@ def test_experiment_is_not_in_the_defaults_list():
 def test_instantiated_model_is_ready_with_a_partial_optimizer(make_cfg):
     cfg = make_cfg("model.net.hidden_dims=[32,16]", "optimizer=torch_sgd", "optimizer.lr=0.3")
     model = instantiate(cfg.model)
-    assert isinstance(model, Classifier) and isinstance(model.net, MLP)
+    assert isinstance(model, TaskModule) and isinstance(model.net, MLP)
     linears = [m for m in model.net if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(64, 32), (32, 16), (16, 10)]
     factory = instantiate(cfg.model.optimizer)

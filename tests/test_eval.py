@@ -1,4 +1,4 @@
-"""Evaluation and loading: eval.py, Classifier.load_from_checkpoint(path), api.load, predict_step."""
+"""Evaluation and loading: eval.py, TaskModule.load_from_checkpoint(path), api.load, predict_step."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from descentlab import api
 from descentlab.data import DigitsDataModule
 from descentlab.models.backbone import Backbone
-from descentlab.models.classifier import Classifier
+from descentlab.models.module import TaskModule
 from descentlab.run.train import run
 from helpers.cli import one_error_line, read_metrics, run_cli
 
@@ -32,7 +32,7 @@ def digits_test_split():
 
 def test_load_from_checkpoint_needs_no_other_argument(trained):
     path = trained / "checkpoints" / "best.ckpt"
-    module = Classifier.load_from_checkpoint(path)
+    module = TaskModule.load_from_checkpoint(path)
     saved = torch.load(path, weights_only=True)["state_dict"]
     assert module.state_dict().keys() == saved.keys()
     for key, value in saved.items():
@@ -119,13 +119,11 @@ def test_eval_py_on_other_data_and_its_errors(trained, tmp_path):
 
 
 def test_an_optable_model_loads_with_its_op_table_loss(make_cfg, tmp_path):
-    from descentlab.autograd.layers import op_cross_entropy
-
     run(make_cfg(*QUICK, "model.net.ops=optable", "debug=limit", "trainer.max_epochs=1"))
     module = api.load(tmp_path)
-    assert module.net.ops == "optable" and module.loss_fn is op_cross_entropy
+    assert module.net.ops == "optable" and module.loss_fn == module.task.op_loss
     x, _ = digits_test_split()
-    kept = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt").eval()
+    kept = TaskModule.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt").eval()
     assert torch.equal(api.predict(module, x[:50]), api.predict(kept, x[:50]))
 
 
@@ -146,7 +144,7 @@ def test_a_backbone_loads_without_its_initial_weights_file(make_cfg, tmp_path):
         )
     )
     start.unlink()  # a loaded model gets its weights from the checkpoint, not from here
-    module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    module = TaskModule.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     kept = torch.load(tmp_path / "model.pt", weights_only=True)
     assert isinstance(module.net, Backbone)
     for key, value in kept.items():

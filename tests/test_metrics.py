@@ -7,7 +7,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from descentlab.models.metrics import EpochLossAccuracy
+from descentlab.tasks.accuracy import EpochLossAccuracy
 
 
 def batches(sizes, classes=7, seed=0):

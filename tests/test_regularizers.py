@@ -11,7 +11,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from descentlab.data.augment import RandomHorizontalFlipBatch, augmentation, batch_affine
-from descentlab.models.classifier import squared_weight_norm
+from descentlab.models.module import squared_weight_norm
 from descentlab.run.train import run
 from helpers.cli import read_metrics, run_cli
 

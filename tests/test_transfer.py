@@ -94,7 +94,7 @@ def test_frozen_batchnorm_statistics_stay_the_pretrained_ones(make_cfg):
 def saved_backbone(tmp_path, seed: int) -> tuple[str, dict]:
     """A model.pt as a run writes it, with a ResNet-18 backbone drawn from ``seed``."""
     torch.manual_seed(seed)
-    donor = Backbone("resnet18", num_classes=5, input_shape=(1, 8, 8))
+    donor = Backbone("resnet18", num_outputs=5, input_shape=(1, 8, 8))
     path = tmp_path / "model.pt"
     torch.save(donor.state_dict(), path)
     return str(path), donor.backbone.state_dict()
@@ -103,10 +103,10 @@ def saved_backbone(tmp_path, seed: int) -> tuple[str, dict]:
 def test_fresh_layers_keep_their_random_init_and_the_rest_loads(tmp_path):
     path, donor = saved_backbone(tmp_path, seed=1)
     torch.manual_seed(2)
-    scratch = Backbone("resnet18", num_classes=5, input_shape=(1, 8, 8)).backbone.state_dict()
+    scratch = Backbone("resnet18", num_outputs=5, input_shape=(1, 8, 8)).backbone.state_dict()
     torch.manual_seed(2)  # the same draw as scratch, then the checkpoint on top
     net = Backbone(
-        "resnet18", num_classes=5, input_shape=(1, 8, 8), checkpoint=path, fresh_layers=["layer4"]
+        "resnet18", num_outputs=5, input_shape=(1, 8, 8), checkpoint=path, fresh_layers=["layer4"]
     )
     loaded = net.backbone.state_dict()
     fresh = [k for k in loaded if k.startswith("layer4.")]
@@ -122,7 +122,7 @@ def test_freeze_leaves_fresh_layers_trainable(tmp_path):
     path, _ = saved_backbone(tmp_path, seed=1)
     net = Backbone(
         "resnet18",
-        num_classes=5,
+        num_outputs=5,
         input_shape=(1, 8, 8),
         checkpoint=path,
         freeze=True,
@@ -302,7 +302,7 @@ def test_a_fresh_layer_with_no_weights_is_one_line():
     from descentlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fc holds no weights"):
-        Backbone("resnet18", num_classes=5, fresh_layers=["fc"])  # the replaced classifier
+        Backbone("resnet18", num_outputs=5, fresh_layers=["fc"])  # the replaced classifier
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ OPTIMIZER: dict[str, Rule] = {
     "form": one_of(*FORMS),
 }
 
-# model.* (the Classifier), model.net.* (an MLP, a Backbone), data.* (the DataModules)
+# model.* (the TaskModule), model.net.* (an MLP, a Backbone), data.* (the DataModules)
 MODEL: dict[str, Rule] = {
     "l2_penalty": NON_NEGATIVE,
     "backbone_lr_ratio": POSITIVE,
@@ -130,9 +130,17 @@ DATA: dict[str, Rule] = {
     "resize_size": POSITIVE_INT.or_none("a positive integer (pixels), or null for the default"),
     "on_bad_image": one_of("error", "skip"),
     "label_noise": Rule("a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+    "noise": NON_NEGATIVE,
+}
+# task.* (descentlab.tasks): what the model learns and how it is judged
+TASK: dict[str, Rule] = {
+    "outputs": POSITIVE_INT.or_none("a positive integer (the network's output width)"),
+    "mode": one_of("min", "max"),
+    "loss": one_of("bce", "squared"),
 }
 # Where each table applies in the config: the torch-free pre-check walks these.
 TABLES: dict[str, dict[str, Rule]] = {
+    "task": TASK,
     "optimizer": OPTIMIZER,
     "model": MODEL,
     "model.net": NET,

@@ -1,7 +1,7 @@
 """Reading a file ``torch.save`` wrote, safely: ``weights_only=True``, local or any fsspec URL.
 
 The checkpoint format's own names live here too (:data:`CONFIG_KEY`), so that the model
-layer (``Classifier.load_from_checkpoint``, a backbone's ``model.net.checkpoint``) and the
+layer (``TaskModule.load_from_checkpoint``, a backbone's ``model.net.checkpoint``) and the
 run layer read the same files the same way without importing each other.
 """
 

@@ -16,6 +16,8 @@ def _num_classes(classes, default: int) -> int:
     """``${n_classes:${data.classes},10}``: the subset's size, else the dataset's count."""
     if classes is not None and not isinstance(classes, (list, tuple, ListConfig)):
         raise ConfigError("data.classes", classes, "a list of class ids, e.g. [3,5], or null")
+    if default is None:  # real-valued targets have no classes (data.classes is refused later)
+        return None
     return len(classes) if classes is not None else int(default)
 
 
@@ -26,8 +28,16 @@ def _arrays_dims(path: str) -> list[int]:
     return array_info(path)[0]
 
 
-def _arrays_classes(path: str) -> int:
-    """``${arrays_classes:${.path}}``: max(y) + 1 of a data=arrays file."""
+def _arrays_target_size(path: str) -> int | None:
+    """``${arrays_target_size:${.path}}``: values per sample of a data=arrays file's real-valued
+    y (null for labels)."""
+    from descentlab.data.arrays import array_info
+
+    return array_info(path)[2]
+
+
+def _arrays_classes(path: str) -> int | None:
+    """``${arrays_classes:${.path}}``: max(y) + 1 of a data=arrays file (null for real values)."""
     from descentlab.data.arrays import array_info
 
     return array_info(path)[1]
@@ -60,6 +70,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("n_classes", _num_classes, replace=True)
     OmegaConf.register_new_resolver("arrays_dims", _arrays_dims, replace=True)
     OmegaConf.register_new_resolver("arrays_classes", _arrays_classes, replace=True)
+    OmegaConf.register_new_resolver("arrays_target_size", _arrays_target_size, replace=True)
     OmegaConf.register_new_resolver("folder_classes", _folder_classes, replace=True)
     OmegaConf.register_new_resolver("folder_dims", _folder_dims, replace=True)
     # one run dir per distributed job (see descentlab.run.job)

@@ -23,12 +23,17 @@ RENAMED_KEYS = {
     "model.weight_decay": "model.l2_penalty (λ of the penalty λ‖w‖² on weights; "
     "optimizer.weight_decay is torch's λw on every parameter)",
     "optimizer.per_coordinate": "optimizer.scope (per_coordinate=true is scope=coordinate)",
+    "model.net.num_classes": "model.net.num_outputs (it follows task.outputs)",
 }
 
 
 # Nodes of the model config that only point at a config group (model.optimizer: ${optimizer}):
 # their keys are set in the group, and Hydra's own hint (add a "+") fails too.
-REFERENCED_GROUPS = {"model.optimizer.": "optimizer.", "model.init.": "init."}
+REFERENCED_GROUPS = {
+    "model.optimizer.": "optimizer.",
+    "model.init.": "init.",
+    "model.task.": "task.",
+}
 
 
 def renamed_key_hint(message: str) -> str | None:

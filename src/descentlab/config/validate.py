@@ -43,6 +43,10 @@ def _check_data(data: DictConfig) -> None:
             "data.val_size", val_size, "a positive integer (images held out for validation)"
         )
     classes = data.get("classes")
+    if classes is not None and "num_classes_total" in data and data.num_classes_total is None:
+        raise ConfigError(
+            "data.classes", classes, "null: it selects class labels, and y holds real values"
+        )
     if classes is not None:
         total = data.get("num_classes_total", 10)
         values = list(classes) if isinstance(classes, ListConfig) else classes

@@ -4,6 +4,7 @@ indexing (see ``tensor_data``); data=image_folder streams files through a DataLo
 from descentlab.data.arrays import ArraysDataModule
 from descentlab.data.digits import DigitsDataModule
 from descentlab.data.image_folder import ImageFolderDataModule
+from descentlab.data.regression import DiabetesDataModule, TeacherDataModule
 from descentlab.data.tensor_data import TensorBatches, TensorDataModule
 from descentlab.data.vision import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
@@ -11,9 +12,11 @@ __all__ = [
     "ArraysDataModule",
     "ImageFolderDataModule",
     "CIFAR10DataModule",
+    "DiabetesDataModule",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "MNISTDataModule",
     "TensorBatches",
+    "TeacherDataModule",
     "TensorDataModule",
 ]

@@ -1,7 +1,9 @@
 """Your own arrays: ``data=arrays data.path=FILE`` with a ``.npz`` or ``.pt`` file.
 
-The file holds features ``x`` of any shape (N, ...) and integer labels ``y`` (N,):
-``numpy.savez(FILE, x=..., y=...)`` or ``torch.save({"x": ..., "y": ...}, FILE)``. Such
+The file holds features ``x`` of any shape (N, ...) and targets ``y``: integer labels (N,)
+(``task=classification`` or ``task=binary``; booleans count as 0/1) or real values of any
+shape (N, ...) (floats: ``task=regression``): ``numpy.savez(FILE, x=..., y=...)`` or
+``torch.save({"x": ..., "y": ...}, FILE)``. Such
 data (tabular, pre-extracted features) fits in memory, so it takes the in-memory tensor
 path (``tensor_data``) and is split by seeded fractions like the digits.
 """
@@ -22,7 +24,8 @@ SUFFIXES = (".npz", ".pt")
 
 
 def load_arrays(path: str | Path) -> Split:
-    """``(x float32, y long)`` from FILE; every problem is a one-line error naming the file."""
+    """``(x float32, y)`` from FILE, y long (labels) or float32 (real values); every problem
+    is a one-line error naming the file."""
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise ParameterError(
@@ -43,23 +46,31 @@ def load_arrays(path: str | Path) -> Split:
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any reader failure is the file's fault
-        raise DataError(
-            f"{path}: cannot be read as {path.suffix} ({str(err).splitlines()[0]})"
-        ) from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "weights_only" in str(err):  # torch advises an unsafe load: say what to do instead
+            first = (
+                "it holds objects other than tensors; save a dict of tensors {'x': ..., 'y': ...}"
+            )
+        raise DataError(f"{path}: cannot be read as {path.suffix} ({first})") from None
     if not isinstance(content, dict) or not {"x", "y"} <= set(content):
         found = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise DataError(f"{path}: needs arrays named x and y, found {found}")
     x, y = torch.as_tensor(content["x"]), torch.as_tensor(content["y"])
-    if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+    if y.dtype == torch.bool:
+        y = y.long()  # True/False: the labels 1/0
+    if y.is_complex() or y.ndim == 0 or (not y.is_floating_point() and y.ndim != 1):
         raise DataError(
-            f"{path}: y must be a 1-D array of integer labels, got {y.dtype} of shape {tuple(y.shape)}"
+            f"{path}: y must be integer labels (N,) or real values (N, ...), got {y.dtype} of "
+            f"shape {tuple(y.shape)}"
         )
     if x.ndim < 2 or len(x) != len(y):
         raise DataError(
-            f"{path}: x must have one row per label: x has shape {tuple(x.shape)}, y has {len(y)} labels"
+            f"{path}: x must have one row per target: x has shape {tuple(x.shape)}, y has {len(y)} rows"
         )
     if len(y) == 0:
         raise DataError(f"{path}: x and y hold no rows")
+    if y.is_floating_point():
+        return _finite_features(path, x), y.float()
     if int(y.min()) < 0:
         raise DataError(f"{path}: labels must be class ids >= 0, found {int(y.min())}")
     if int(y.max()) + 1 > len(y):
@@ -69,6 +80,10 @@ def load_arrays(path: str | Path) -> Split:
             f"{path}: labels must be class ids 0..K-1; the largest, {int(y.max())}, makes more "
             f"classes than the file has rows ({len(y)})"
         )
+    return _finite_features(path, x), y.long()
+
+
+def _finite_features(path: Path, x: torch.Tensor) -> torch.Tensor:
     x = x.float()
     finite = torch.isfinite(x).flatten(1).all(1)
     if not bool(finite.all()):  # else the run stops at its first step with a NaN loss
@@ -76,17 +91,20 @@ def load_arrays(path: str | Path) -> Split:
         raise DataError(
             f"{path}: x holds NaN or inf in {len(rows)} rows (the first: row {int(rows[0])})"
         )
-    return x, y.long()
+    return x
 
 
 @lru_cache(maxsize=8)
-def _info(path: str, mtime_ns: int) -> tuple[list[int], int]:
+def _info(path: str, mtime_ns: int) -> tuple[list[int], int | None, int | None]:
     x, y = load_arrays(path)
-    return list(x.shape[1:]), int(y.max()) + 1 if len(y) else 0
+    if y.is_floating_point():  # real values: no classes; k values per sample
+        return list(x.shape[1:]), None, int(y[0].numel())
+    return list(x.shape[1:]), int(y.max()) + 1, None
 
 
-def array_info(path: str) -> tuple[list[int], int]:
-    """``(dims, num_classes)`` of FILE, for the config (read once per file version)."""
+def array_info(path: str) -> tuple[list[int], int | None, int | None]:
+    """``(dims, num_classes, target_size)`` of FILE, for the config (read once per file
+    version): ``num_classes`` for labels, ``target_size`` (values per sample) for real values."""
     try:
         mtime = Path(path).stat().st_mtime_ns
     except OSError:
@@ -109,6 +127,10 @@ class ArraysDataModule(TensorDataModule):
         super().__init__(**kwargs)
         self.path = str(path)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    @property
+    def targets(self) -> str:  # what the file's y holds (read once, by the config already)
+        return "classes" if array_info(self.path)[1] is not None else "values"
 
     def load_splits(self) -> dict[str, Split]:
         x, y = load_arrays(self.path)

@@ -135,6 +135,9 @@ def noisy_labels(y: Tensor, p: float, num_classes: int, seed: int) -> Tensor:
 class TensorDataModule(L.LightningDataModule):
     """Base DataModule: subclasses load ``train``/``val``/``test`` tensors in ``load_splits``.
 
+    ``targets`` says what ``y`` holds: ``classes`` (integer labels, the default) or ``values``
+    (real numbers, for ``task=regression``); the task checks the data against it.
+
     Args:
         batch_size: per-device minibatch size, or ``"full"`` for full-batch gradient
             descent (one step per epoch over the whole training shard).
@@ -151,7 +154,10 @@ class TensorDataModule(L.LightningDataModule):
         num_classes_total: classes in the full dataset.
         dims: the shape ``(C, H, W)`` of one sample.
         augment: a batch transform applied on the device to training batches only.
+        target_size: values per sample of real-valued targets (``None`` for labels).
     """
+
+    targets = "classes"
 
     @checked
     def __init__(
@@ -162,11 +168,12 @@ class TensorDataModule(L.LightningDataModule):
         train_fraction: Annotated[float, DATA["train_fraction"]] = 1.0,
         label_noise: Annotated[float, DATA["label_noise"]] = 0.0,
         seed: int = 0,
-        num_classes: int = 10,
+        num_classes: int | None = 10,
         num_classes_total: int | None = None,
         dims: Sequence[int] = (1, 8, 8),
         shuffle: bool = True,
         augment: Callable[[Tensor], Tensor] | None = None,
+        target_size: int | None = None,
     ):
         super().__init__()
         self.batch_size = batch_size
@@ -181,6 +188,7 @@ class TensorDataModule(L.LightningDataModule):
         self.dims = tuple(dims)
         self.shuffle = shuffle
         self.augment = augment
+        self.target_size = target_size
         self.splits: dict[str, Split] = {}
 
     # -- subclasses -------------------------------------------------------------------
@@ -193,10 +201,14 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits:
             return
         loaded = self.load_splits()
-        # the dataset's own class count; unknown when only a subset's size was given
-        total = self.num_classes_total if self._total_known else None
-        check_labels(loaded, total, type(self).__name__)
-        splits = {name: select_classes(x, y, self.classes) for name, (x, y) in loaded.items()}
+        if any(y.is_floating_point() for _x, y in loaded.values()):
+            self._refuse_label_options()
+            splits = loaded
+        else:
+            # the dataset's own class count; unknown when only a subset's size was given
+            total = self.num_classes_total if self._total_known else None
+            check_labels(loaded, total, type(self).__name__)
+            splits = {name: select_classes(x, y, self.classes) for name, (x, y) in loaded.items()}
         if self.train_fraction < 1.0:
             x, y = splits["train"]
             keep = max(1, round(self.train_fraction * len(x)))
@@ -207,6 +219,20 @@ class TensorDataModule(L.LightningDataModule):
             x, y = splits["train"]
             splits["train"] = (x, noisy_labels(y, self.label_noise, self.num_classes, self.seed))
         self.splits = {name: (x.contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
+
+    def _refuse_label_options(self) -> None:
+        """Class subsets and label noise are about labels: real-valued targets have none."""
+        options = (("classes", self.classes, None), ("label_noise", self.label_noise, 0.0))
+        for key, value, default in options:
+            if value != default:
+                raise DataError(
+                    f"data.{key}={value!r} acts on class labels, and {type(self).__name__} has "
+                    f"real-valued targets: leave it at {default}"
+                )
+
+    def split_targets(self) -> dict[str, Tensor]:
+        """Each split's targets ``y`` (after ``setup``), for the task to check."""
+        return {name: y for name, (_x, y) in self.splits.items()}
 
     def _device(self) -> torch.device:
         trainer = self.trainer

@@ -92,7 +92,7 @@ class Backbone(nn.Module):
 
     Args:
         name: any torchvision classification model (``resnet18``, ``mobilenet_v3_small``, ...).
-        num_classes: the head's width.
+        num_outputs: the head's width (the task's ``outputs``: classes, target values, 1).
         input_shape: (C, H, W) of the data; C = 1 is repeated to 3 channels.
         weights: a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...) or ``None``.
         checkpoint: a ``model.pt`` of an earlier descentlab run: its ``backbone.*`` weights
@@ -111,7 +111,7 @@ class Backbone(nn.Module):
     def __init__(
         self,
         name: str,
-        num_classes: int,
+        num_outputs: int,
         input_shape=(3, 32, 32),
         weights: str | None = None,
         checkpoint: str | None = None,
@@ -143,8 +143,8 @@ class Backbone(nn.Module):
                     "new head (which always starts fresh)",
                 )
         self.backbone = model
-        self.head = nn.Linear(features, num_classes)
-        self.name, self.num_classes = name, num_classes
+        self.head = nn.Linear(features, num_outputs)
+        self.name, self.num_outputs = name, num_outputs
         self.input_shape, self.input_size = tuple(input_shape), input_size
         if checkpoint is not None:
             self.load_backbone(checkpoint)

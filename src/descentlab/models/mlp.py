@@ -4,8 +4,9 @@ With one hidden layer and sigmoid activations it is exactly the lecture's networ
 
     u = σ(W x),   v = σ(W' u)
 
-except that the last layer outputs logits (no σ): the loss applies log-softmax, and
-``predict_step`` applies ``nn.Softmax`` to turn logits into class probabilities.
+except that the last layer is linear (no σ): the task reads its output (a classifier's
+logits through log-softmax, a binary task's z through σ, a regression's values as they are;
+see :mod:`descentlab.tasks`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class MLP(nn.Sequential):
 
     Args:
         input_shape: shape of one input sample, e.g. ``(1, 8, 8)``; flattened first.
-        num_classes: output width (logits).
+        num_outputs: output width (the task's ``outputs``: K class logits, k target
+            values, or 1 for a binary task's sigmoid unit).
         hidden_dims: widths of the hidden layers, e.g. ``[128, 64]``; ``[]`` gives
             multinomial logistic regression.
         activation: ``relu``, ``sigmoid``, ``tanh`` or ``identity``.
@@ -79,7 +81,7 @@ class MLP(nn.Sequential):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_outputs: int,
         hidden_dims: Annotated[Sequence[int], NET["hidden_dims"]] = (128,),
         activation: Annotated[str, NET["activation"]] = "relu",
         dropout: Annotated[float, NET["dropout"]] = 0.0,
@@ -87,7 +89,7 @@ class MLP(nn.Sequential):
         bias: Annotated[bool, NET["bias"]] = True,
         dropout_form: Annotated[str, NET["dropout_form"]] = "inverted",
     ):
-        dims = [math.prod(input_shape), *hidden_dims, num_classes]
+        dims = [math.prod(input_shape), *hidden_dims, num_outputs]
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (n_in, n_out) in enumerate(itertools.pairwise(dims)):
             layers.append(self._linear(n_in, n_out, ops, bias))
@@ -97,7 +99,7 @@ class MLP(nn.Sequential):
                     layers.append(DROPOUTS[dropout_form](dropout))
         super().__init__(*layers)
         self.input_shape = tuple(input_shape)
-        self.num_classes = num_classes
+        self.num_outputs = num_outputs
         self.hidden_dims = list(hidden_dims)
         self.activation = activation
         self.ops = ops

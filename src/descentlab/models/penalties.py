@@ -1,6 +1,6 @@
 """Terms added to the training loss: the extension point for regularizers.
 
-The Classifier minimizes ``data loss + Σ_k term_k(net)``; each term is a small class with a
+The TaskModule minimizes ``data loss + Σ_k term_k(net)``; each term is a small class with a
 ``strength`` (λ) and a ``__call__(net) -> Tensor``, configured under ``model.penalties.NAME``
 (see ``configs/regularizer/l1.yaml``). Adding a regularizer is one class here and one YAML
 file. ``train/penalty`` logs the sum of the terms, averaged over the epoch.

@@ -20,7 +20,7 @@ def gradient(p: Tensor, weight_decay: float) -> Tensor:
     """g = ∇L(w) + λ w: coupled L2 decay, the gradient of L(w) + (λ/2)‖w‖².
 
     This is torch's meaning of ``weight_decay`` (λw on every parameter, biases included).
-    The Classifier's ``model.l2_penalty`` is the lecture's λ‖w‖² on weights only, whose
+    The TaskModule's ``model.l2_penalty`` is the lecture's λ‖w‖² on weights only, whose
     gradient is 2λw. Coupled means the decay term goes through the optimizer's own
     rescaling (momentum averaging, the adaptive denominator), unlike AdamW's decoupled
     ``w ← w − ηλw``.

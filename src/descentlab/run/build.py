@@ -111,18 +111,64 @@ class Parts:
     hparams: dict[str, Any]
 
 
-def build_model(cfg: DictConfig):
-    """The LightningModule; a resume rebuilds the net without its initial-weight sources."""
+def build_model(cfg: DictConfig, task=None):
+    """The LightningModule (on ``task``, when built already); a resume rebuilds the net
+    without its initial-weight sources."""
     from hydra.utils import instantiate
 
+    given = {"task": task} if task is not None and "task" in cfg.model else {}
     if cfg.get("ckpt_path") is not None and cfg.model.get("net") is not None:
         # the checkpoint holds every weight, so the net's sources of initial weights (a
         # pretrained model.pt, torchvision weights) are not read: they may have moved
         from descentlab.models.rebuild import build_net
 
         net = build_net(OmegaConf.to_container(cfg.model.net, resolve=True))
-        return instantiate(cfg.model, net=net)
-    return instantiate(cfg.model)
+        return instantiate(cfg.model, net=net, **given)
+    return instantiate(cfg.model, **given)
+
+
+def build_task(cfg: DictConfig, datamodule):
+    """The task (``None`` for a config without one), checked against the data before the
+    model is built: a regression on class labels is one line, not a shape error."""
+    from hydra.utils import instantiate
+
+    if cfg.get("task") is None:
+        return None
+    with building("task"):
+        task = instantiate(cfg.task)
+    task.check_data(datamodule)
+    check_monitors(cfg, task)
+    return task
+
+
+def check_monitors(cfg: DictConfig, task) -> None:
+    """Every callback's ``monitor`` and the ``optimized_metric`` name a metric the task logs
+    (else Lightning fails inside fit, after the first epoch)."""
+    logged = task.logged()
+    wanted = [
+        (f"callbacks.{name}.monitor", node.get("monitor"))
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if isinstance(node, DictConfig) and node.get("monitor") is not None
+    ]
+    wanted.append(("optimized_metric", cfg.get("optimized_metric")))
+    for key, metric in wanted:
+        if (
+            metric is not None
+            and metric not in logged
+            and not str(metric).startswith(("diag/", "verify/", "train/penalty"))
+        ):
+            raise ConfigError(
+                key, metric, f"a metric the {task.name} task logs: {', '.join(logged)}"
+            )
+
+
+def check_targets(model, datamodule) -> None:
+    """Each split's targets are what the model's task learns from (one line naming the split)."""
+    task, splits = getattr(model, "task", None), getattr(datamodule, "split_targets", None)
+    if task is None or splits is None:
+        return
+    for name, y in splits().items():
+        task.check_targets(y, f"{type(datamodule).__name__}: the {name} split")
 
 
 def build(cfg: DictConfig) -> Parts:
@@ -139,11 +185,13 @@ def build(cfg: DictConfig) -> Parts:
     from descentlab.storage.checkpoints import ConfigInCheckpoint
 
     output_dir = Path(cfg.paths.output_dir)
-    check_config_arguments(cfg, groups=("data", "model", "optimizer", "init", "callbacks"))
+    check_config_arguments(cfg, groups=("data", "task"))
     with building("data"):
         datamodule = instantiate(cfg.data)
+    task = build_task(cfg, datamodule)
+    check_config_arguments(cfg, groups=("model", "optimizer", "init", "callbacks"))
     with building("model"):
-        model = build_model(cfg)
+        model = build_model(cfg, task)
     if getattr(model, "optimizer_factory", None) is not None:
         with building("optimizer"):  # deferred by Lightning to fit: its errors come now
             model.configure_optimizers()
@@ -151,6 +199,7 @@ def build(cfg: DictConfig) -> Parts:
     if job.is_rank_zero():
         datamodule.prepare_data()
         datamodule.setup("fit")
+        check_targets(model, datamodule)
     ckpt_path = resume.resolve(cfg.get("ckpt_path"), cfg)
     resuming = resume.check(ckpt_path, cfg, model) if ckpt_path else None
 

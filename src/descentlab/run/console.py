@@ -23,9 +23,9 @@ def tidy_console() -> None:
       logger, every line was printed twice (Lightning's handler, then Hydra's). With a
       configured root logger, Lightning's loggers here only pass their records up to it
       (and so also into the run's ``train.log``).
-    - ``sync_dist=True`` warnings: the Classifier logs epoch values that torchmetrics has
+    - ``sync_dist=True`` warnings: the TaskModule logs epoch values that torchmetrics has
       already reduced over all ranks (``compute()``), so syncing them again would only cost.
-    - "``training_step`` returned ``None``": in one process the Classifier skips, on purpose,
+    - "``training_step`` returned ``None``": in one process the TaskModule skips, on purpose,
       a batch left empty by ``data.on_bad_image=skip`` (the skipped files are reported).
     """
     root = logging.getLogger()
@@ -44,7 +44,7 @@ def tidy_console() -> None:
     warnings.filterwarnings("ignore", r".*Checkpoint directory .* exists and is not empty.*")
     # Lightning's own use of a torch API torch has deprecated: not the user's to act on
     warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
-    # the Classifier returns None on purpose for a batch with no readable image
+    # the TaskModule returns None on purpose for a batch with no readable image
     warnings.filterwarnings("ignore", r".*`training_step` returned `None`.*")
     # torchdata's StatefulDataLoader calls a torch function that torch has deprecated: not
     # the user's to act on (data=image_folder)

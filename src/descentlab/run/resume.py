@@ -167,6 +167,10 @@ def precheck(path: str, cfg: DictConfig) -> dict:
             f"resumed: resume an earlier checkpoint or start a new run"
         )
     saved = checkpoint.get(CONFIG_KEY)
+    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+        from descentlab.models.rebuild import upgraded
+
+        saved = {**saved, "model": upgraded(saved["model"])}  # an older version's names
     if saved is not None:
         before, now = flatten(saved), flatten(fixed_config(cfg))
         differing = sorted(

@@ -45,11 +45,11 @@ def load(path: str | Path, model_cfg=None, map_location: Any = "cpu"):
 
     - a run dir: its ``model.pt`` (the weights the run kept and tested) in the module its
       checkpoints describe; without ``model.pt``, the best (else last) checkpoint;
-    - a training checkpoint (``.ckpt``, local or any fsspec URL): ``Classifier.load_from_checkpoint``;
+    - a training checkpoint (``.ckpt``, local or any fsspec URL): ``TaskModule.load_from_checkpoint``;
     - a ``model.pt``: built from its run dir's checkpoint, else from ``model_cfg`` (the
       command's ``cfg.model``).
     """
-    from descentlab.models.classifier import Classifier
+    from descentlab.models.module import TaskModule
 
     local = Path(str(path))
     if local.is_dir():
@@ -65,11 +65,11 @@ def load(path: str | Path, model_cfg=None, map_location: Any = "cpu"):
         raise CheckpointError(f"checkpoint {path} does not exist")
     checkpoint = load_checkpoint(path, map_location=map_location)
     if is_training_checkpoint(checkpoint):
-        return Classifier.load_from_checkpoint(str(path), map_location=map_location)
+        return TaskModule.load_from_checkpoint(str(path), map_location=map_location)
     # model.pt: network weights only
     spec = run_checkpoint(local.parent) if local.parent.is_dir() else None
     if spec is not None:
-        module = Classifier.load_from_checkpoint(str(spec), map_location=map_location)
+        module = TaskModule.load_from_checkpoint(str(spec), map_location=map_location)
     elif model_cfg is not None:
         from hydra.utils import instantiate
 

@@ -47,3 +47,10 @@ class EpochLossAccuracy(Metric):
     def compute(self) -> dict[str, Tensor]:
         # no batches: 0/0 = nan, not a made-up 0
         return {"loss": self.loss_sum / self.count, "acc": self.correct / self.count}
+
+    def running(self) -> dict[str, float]:
+        """The epoch's loss and accuracy so far on this rank (a host read: for a progress bar)."""
+        count = int(self.count)
+        if count == 0:
+            return {}
+        return {"loss": float(self.loss_sum) / count, "acc": int(self.correct) / count}
