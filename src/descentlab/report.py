@@ -2,39 +2,100 @@
 
 DIR is a Hydra multirun dir (``logs/multiruns/<time>``, one numbered run dir each) or a
 run dir; several may be given. Each run is read from its own files: ``metrics.json``
-(final metrics), ``history.json`` (per-epoch metrics, written by every run whatever its
-logger; runs from before it existed: ``csv/metrics.csv``) and ``.hydra/overrides.yaml``
-(what it was asked to do). Runs are labelled by the overrides that differ between
-them. Writes ``curves.png`` (train/val loss and accuracy per epoch, one line per run,
-a dot at the epoch whose weights the run kept) and ``table.md`` (final metrics, best
-first by ``--metric``) into ``--out``.
+(final metrics, and since tasks existed the run's ``task``, ``objective`` and
+``objective_mode``), ``history.json`` (per-epoch metrics, written by every run whatever its
+logger; runs from before it existed: ``csv/metrics.csv``), ``.hydra/overrides.yaml`` (what
+it was asked to do) and ``.hydra/config.yaml`` (its data). Runs are labelled by the
+overrides that differ between them.
+
+The runs must be comparable: one task (classification, regression, binary), one dataset
+(``data._target_`` and ``data.path``/``data.root``; runs without ``.hydra/config.yaml``
+are not checked), the same ``train/``, ``val/``, ``test/`` metrics (``train/penalty``, which
+a regularizer adds, may differ); otherwise one line says which runs differ. They are ranked by
+``--metric``, by default the runs' own objective (``val/acc`` for classification and
+binary, ``val/loss`` for regression; ``val/acc`` for runs from before tasks), in the
+direction ``--mode`` or else the objective's (``objective_mode``) or else the metric's
+(:data:`descentlab.tasks.modes.METRIC_MODES`). NaN ranks last, runs that did not finish
+after the finished ones.
+
+Writes into ``--out`` (default ``FIRST_DIR/report``):
+
+- ``table.md``: what the runs are ranked by and which way, then every ``train/``, ``val/``,
+  ``test/`` metric of each run (loss first, then the task's), best first;
+- ``curves.png``: one row per metric (loss, acc / mse, mae, r2 / acc, auroc), train and
+  val per epoch, one line per run, a dot at the epoch whose weights the run kept;
+- ``diagnostics.png``, when a run logged ``diag/grad_norm/layer_i`` or
+  ``diag/act_var/layer_i`` (``callbacks=[default,diagnostics]``, ``+experiment=deep_linear``):
+  the gradient norm and the activation variance of each layer at the first epoch (or
+  logged step) that has them, one line per run: vanishing or exploding gradients at a
+  glance. They are read from ``history.json``, else from ``csv/metrics.csv`` (the
+  diagnostics callback writes to the loggers: give the run ``logger=csv``).
+
+Torch-free: a report needs neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import importlib.util
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from descentlab.errors import ReportError
 
-CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 FINISHED = ("completed", "early_stopped")  # runs whose metrics can be ranked
-TABLE_COLUMNS = (
-    "train/loss",
-    "val/loss",
-    "test/loss",
-    "train/acc",
-    "val/acc",
-    "test/acc",
-    "best_epoch",
-    "epochs",
-    "status",
-)
+STAGES = ("train", "val", "test")
+STAGE_METRIC = re.compile(r"^(train|val|test)/([^/]+)$")
+# train/val/test names that depend on a run's options, not on its task: runs may differ in them
+EXTRAS = ("penalty",)
+TRAILING_COLUMNS = ("best_epoch", "epochs", "status")
+DEFAULT_TASK, DEFAULT_OBJECTIVE = "classification", "val/acc"  # runs from before tasks
+LOSS_LABELS = {
+    "classification": "cross-entropy",
+    "regression": "½‖ŷ − y‖²",
+    "binary": "loss",
+}
+BINARY_LOSS_LABELS = {"bce": "logistic loss (BCE)", "squared": "½(y − σ(z))²"}
+METRIC_LABELS = {
+    "acc": "accuracy",
+    "mse": "mean squared error",
+    "mae": "mean absolute error",
+    "r2": "R² (1 is perfect)",
+    "auroc": "AUROC",
+    "penalty": "penalty",
+}
+LOG_SCALE = ("loss", "mse", "mae")  # when every value is positive
+DIAGNOSTICS = {
+    "grad_norm": "gradient norm ‖∂L/∂W‖ of each layer",
+    "act_var": "activation variance of each hidden layer",
+}
+DIAGNOSTIC = re.compile(r"^diag/(grad_norm|act_var)/layer_(\d+)$")
+
+
+@functools.cache
+def _task_modes():
+    """:mod:`descentlab.tasks.modes`, the one table of which way each metric is better.
+
+    Loaded from its file: importing it by name runs ``descentlab/tasks/__init__.py``,
+    which imports the tasks and with them torch (seconds, and a report needs none)."""
+    if "descentlab.tasks.modes" in sys.modules:
+        return sys.modules["descentlab.tasks.modes"]
+    path = Path(__file__).parent / "tasks" / "modes.py"
+    spec = importlib.util.spec_from_file_location("descentlab.tasks.modes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mode_of(metric: str) -> str | None:
+    """``min`` or ``max`` for a known metric name (``val/mse``: min), else None."""
+    return _task_modes().mode_of(metric, None)
 
 
 @dataclass
@@ -44,6 +105,10 @@ class Run:
     final: dict
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     label: str = ""
+    config: dict = field(default_factory=dict)  # .hydra/config.yaml, unresolved; {} if none
+    # diag family ("grad_norm", "act_var") -> [(layer, value)], at the first epoch/step logged
+    diagnostics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    diagnostics_at: str = ""  # "epoch 0", "step 0"
 
     @property
     def status(self) -> str:
@@ -52,6 +117,24 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def task(self) -> str:
+        """The run's task: recorded in metrics.json, else in its config, else classification
+        (runs from before tasks; a run that stopped before training records no task)."""
+        if self.final.get("task"):
+            return str(self.final["task"])
+        target = (self.config.get("task") or {}).get("_target_")
+        return str(target).rsplit(".", 1)[-1].lower() if target else DEFAULT_TASK
+
+    @property
+    def dataset(self) -> str | None:
+        """``data._target_`` and ``data.path``/``data.root`` of its config; None without one."""
+        data = self.config.get("data")
+        if not isinstance(data, dict) or not data.get("_target_"):
+            return None
+        where = [f"{key}={data[key]}" for key in ("path", "root") if data.get(key) is not None]
+        return " ".join([str(data["_target_"]), *where])
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -86,6 +169,23 @@ def read_overrides(run_dir: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     return [str(o) for o in OmegaConf.load(path)]
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's composed config (``.hydra/config.yaml``), interpolations left as written."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OSError, UnicodeDecodeError, YAMLError, OmegaConfBaseException) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ReportError(f"{path} cannot be read ({reason})") from None
+    return config if isinstance(config, dict) else {}
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -123,6 +223,42 @@ def _read_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
                     continue
                 per_epoch.setdefault(key, {})[epoch] = float(value)
     return {k: sorted(v.items()) for k, v in per_epoch.items()}
+
+
+def read_diagnostics(
+    run_dir: Path, curves: dict[str, list[tuple[int, float]]]
+) -> tuple[dict[str, list[tuple[int, float]]], str]:
+    """Each layer's ``diag/grad_norm`` and ``diag/act_var`` at the first epoch that has them
+    (``history.json``), else at the first step the CSV logger wrote them; ({}, "") if none."""
+    first: dict[int, dict[str, float]] = {}  # epoch -> the epoch's diag values
+    for key, points in curves.items():
+        if DIAGNOSTIC.match(key):
+            for epoch, value in points:
+                first.setdefault(epoch, {})[key] = value
+    if first:
+        epoch = min(first)
+        return _by_layer(first[epoch]), f"epoch {epoch}"
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}, ""
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                values = {k: float(v) for k, v in row.items() if k and DIAGNOSTIC.match(k) and v}
+                if values:
+                    step = row.get("step")
+                    return _by_layer(values), f"step {int(float(step))}" if step else ""
+    except (ValueError, csv.Error, UnicodeDecodeError) as err:
+        raise ReportError(f"{path} cannot be read ({err})") from None
+    return {}, ""
+
+
+def _by_layer(values: dict[str, float]) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list[tuple[int, float]]] = {}
+    for key, value in values.items():
+        family, layer = DIAGNOSTIC.match(key).groups()
+        out.setdefault(family, []).append((int(layer), value))
+    return {family: sorted(points) for family, points in out.items()}
 
 
 def check_curves(runs: list[Run]) -> None:
@@ -164,14 +300,105 @@ def read_final(run_dir: Path) -> dict:
 def load_runs(paths: list[Path]) -> list[Run]:
     runs = []
     for run_dir in find_runs(paths):
+        curves = read_curves(run_dir)
+        diagnostics, at = read_diagnostics(run_dir, curves)
         runs.append(
-            Run(run_dir, read_overrides(run_dir), read_final(run_dir), read_curves(run_dir))
+            Run(
+                run_dir,
+                read_overrides(run_dir),
+                read_final(run_dir),
+                curves,
+                config=read_config(run_dir),
+                diagnostics=diagnostics,
+                diagnostics_at=at,
+            )
         )
     label_runs(runs)
     for run in runs:
         if not run.finished:
             run.label += f" [{run.status}]"
     return runs
+
+
+# --------------------------------------------------------------------- what runs compare
+def _differ(what: str, values: dict[str, list[Run]], advice: str) -> ReportError:
+    """One line: which runs have which value (the first run of each value named)."""
+    listed = "; ".join(
+        f"{value} ({group[0].path}" + (f" and {len(group) - 1} more)" if len(group) > 1 else ")")
+        for value, group in values.items()
+    )
+    return ReportError(f"the runs {what}: {listed}: {advice}")
+
+
+def _grouped(runs: list[Run], key) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        value = key(run)
+        if value is not None:
+            groups.setdefault(str(value), []).append(run)
+    return groups
+
+
+def check_same_task_and_data(runs: list[Run]) -> None:
+    """One task and one dataset: a table of a classifier's and a regressor's runs, or of runs
+    on two datasets, ranks numbers that do not compare. Runs without a config (from before
+    ``.hydra/config.yaml`` was kept) are not checked for their data."""
+    tasks = _grouped(runs, lambda r: r.task)
+    if len(tasks) > 1:
+        raise _differ("are of different tasks", tasks, "report the runs of one task at a time")
+    datasets = _grouped(runs, lambda r: r.dataset)
+    if len(datasets) > 1:
+        raise _differ(
+            "trained on different data", datasets, "report the runs of one dataset at a time"
+        )
+
+
+def objective_of(runs: list[Run]) -> str:
+    """The objective every finished run recorded (runs from before tasks: val/acc)."""
+    finished = [r for r in runs if r.finished]
+    objectives = _grouped(finished, lambda r: r.final.get("objective") or DEFAULT_OBJECTIVE)
+    if len(objectives) > 1:
+        raise _differ(
+            "rank by different objectives", objectives, "choose one with --metric (and --mode)"
+        )
+    return next(iter(objectives), DEFAULT_OBJECTIVE)
+
+
+def objective_mode(runs: list[Run], metric: str) -> str | None:
+    """The ``objective_mode`` the finished runs recorded, when ``metric`` is their objective."""
+    finished = [r for r in runs if r.finished]
+    if not finished or any(r.final.get("objective") != metric for r in finished):
+        return None
+    modes = {r.final.get("objective_mode") for r in finished}
+    return modes.pop() if len(modes) == 1 else None
+
+
+def resolve_ranking(
+    runs: list[Run], metric: str | None = None, mode: str | None = None
+) -> tuple[str, str]:
+    """The metric to rank by (``--metric``, else the runs' objective) and which way is better:
+    ``--mode``, else the objective's recorded mode when ranking by it, else the metric's own
+    (:data:`descentlab.tasks.modes.METRIC_MODES`)."""
+    metric = metric or objective_of(runs)
+    mode = mode or objective_mode(runs, metric) or mode_of(metric)
+    if mode not in ("min", "max"):
+        raise ReportError(
+            f"which way {metric!r} is better is not known: give --mode min or --mode max"
+        )
+    return metric, mode
+
+
+def metric_names(runs: list[Run], keys) -> list[str]:
+    """The names X of ``train/X``, ``val/X``, ``test/X`` in ``keys(run)``: loss first, then the
+    tasks' metrics in their order (acc / mse, mae, r2 / acc, auroc), then any others."""
+    seen: list[str] = []
+    for run in runs:
+        for key in keys(run):
+            match = STAGE_METRIC.match(key)
+            if match and match.group(2) not in seen:
+                seen.append(match.group(2))
+    order = list(_task_modes().METRIC_MODES)
+    return sorted(seen, key=lambda n: (order.index(n) if n in order else len(order), seen.index(n)))
 
 
 def check_comparable(runs: list[Run], metric: str) -> None:
@@ -184,9 +411,13 @@ def check_comparable(runs: list[Run], metric: str) -> None:
         raise ReportError(
             f"metric {metric!r} is missing from runs {missing}: they cannot be ranked by it"
         )
-    # The core metrics must match; extras (train/penalty, verify/..., diag/...) may differ.
-    core = {f"{stage}/{name}" for stage in ("train", "val", "test") for name in ("loss", "acc")}
-    keys = [set(r.final) & core for r in runs]
+
+    # Every train/val/test metric must match; the extras (train/penalty) may differ, and so
+    # may everything else (verify/..., diag/..., gap/...).
+    def core(run: Run) -> set[str]:
+        return {k for k in run.final if (m := STAGE_METRIC.match(k)) and m.group(2) not in EXTRAS}
+
+    keys = [core(r) for r in runs]
     if any(k != keys[0] for k in keys):
         differing = sorted(set.union(*keys) - set.intersection(*keys))
         raise ReportError(
@@ -194,23 +425,41 @@ def check_comparable(runs: list[Run], metric: str) -> None:
         )
 
 
-def rank(runs: list[Run], metric: str) -> list[Run]:
-    """Finished runs best first by ``metric`` (NaN last), then the others in their order."""
-    lower_is_better = metric.endswith("loss")
+# ------------------------------------------------------------------------------- table
+def rank(runs: list[Run], metric: str, mode: str | None = None) -> list[Run]:
+    """Finished runs best first by ``metric`` (NaN and missing last), then the others in
+    their order. ``mode``: ``min``/``max``, by default the metric's own (val/loss: min)."""
+    lower_is_better = (mode or mode_of(metric) or "max") == "min"
 
     def key(run: Run) -> tuple[bool, float]:
         value = run.final.get(metric)
-        if not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return (True, 0.0)
         return (False, value if lower_is_better else -value)
 
     return sorted((r for r in runs if r.finished), key=key) + [r for r in runs if not r.finished]
 
 
-def markdown_table(runs: list[Run], metric: str) -> str:
-    columns = [c for c in TABLE_COLUMNS if any(c in r.final for r in runs)]
+def caption(metric: str, mode: str) -> str:
+    better = "lower" if mode == "min" else "higher"
+    return f"ranked by {metric} ({better} is better)"
+
+
+def table_columns(runs: list[Run]) -> list[str]:
+    columns = [
+        f"{stage}/{name}"
+        for name in metric_names(runs, lambda r: r.final)
+        for stage in STAGES
+        if any(f"{stage}/{name}" in r.final for r in runs)
+    ]
+    return columns + [c for c in TRAILING_COLUMNS if any(c in r.final for r in runs)]
+
+
+def markdown_table(runs: list[Run], metric: str, mode: str | None = None) -> str:
+    """The final metrics of each run, best first; the reasons of runs that did not finish."""
+    columns = table_columns(runs)
     lines = ["| run | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for run in rank(runs, metric):
+    for run in rank(runs, metric, mode):
         cells = []
         for column in columns:
             value = run.final.get(column)
@@ -226,63 +475,141 @@ def markdown_table(runs: list[Run], metric: str) -> str:
     return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
 
 
-def plot_curves(runs: list[Run], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = draw_curves(runs)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def draw_curves(runs: list[Run]):
-    """The 2×2 figure of train/val loss and accuracy per epoch, one line per run."""
+# ----------------------------------------------------------------------------- figures
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(figure, path: Path) -> Path:
+    figure.savefig(path, dpi=80)
+    _pyplot().close(figure)
+    return path
+
+
+def plot_curves(runs: list[Run], path: Path) -> None:
+    save(draw_curves(runs), path)
+
+
+def _common_task(runs: list[Run]) -> str:
+    ranked = [r for r in runs if r.finished] or runs
+    return ranked[0].task if ranked else DEFAULT_TASK
+
+
+def _loss_label(runs: list[Run], task: str) -> str:
+    """What the loss is: cross-entropy, ½‖ŷ − y‖², or the binary task's ``task.loss``."""
+    if task == "binary":
+        losses = {str((r.config.get("task") or {}).get("loss")) for r in runs if r.config}
+        if len(losses) == 1:
+            return BINARY_LOSS_LABELS.get(losses.pop(), "loss")
+    return LOSS_LABELS.get(task, "loss")
+
+
+def draw_curves(runs: list[Run]):
+    """One row per metric (loss first), columns train and val, one line per run and a dot
+    at each run's kept epoch (``best_epoch``)."""
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-    for ax, name in zip(axes.flat, CURVES, strict=True):
-        for run in runs:
-            points = run.curves.get(name, [])
-            if not points:
+    names = metric_names(runs, lambda r: [k for k in r.curves if not k.startswith("test/")])
+    names = names or ["loss"]
+    task = _common_task(runs)
+    loss_label = _loss_label(runs, task)
+    fig, axes = plt.subplots(
+        len(names), 2, figsize=(10, 3.5 * len(names)), sharex=True, squeeze=False
+    )
+    for row, name in zip(axes, names, strict=True):
+        for ax, stage in zip(row, ("train", "val"), strict=True):
+            key = f"{stage}/{name}"
+            plotted: list[float] = []
+            for run in runs:
+                points = run.curves.get(key, [])
+                if not points:
+                    continue
+                epochs, values = zip(*points, strict=True)
+                plotted += values
+                (line,) = ax.plot(epochs, values, label=run.label, linewidth=1.5)
+                best = run.final.get("best_epoch")
+                if best in epochs:  # the epoch whose weights the run kept (and tested)
+                    ax.plot(
+                        best, values[epochs.index(best)], "o", color=line.get_color(), markersize=6
+                    )
+            if not ax.lines and any(r.curves for r in runs):
+                fig.delaxes(ax)  # e.g. train/penalty has no val/penalty
                 continue
-            epochs, values = zip(*points, strict=True)
-            (line,) = ax.plot(epochs, values, label=run.label, linewidth=1.5)
-            best = run.final.get("best_epoch")
-            if best in epochs:  # the epoch whose weights the run kept (and tested)
-                ax.plot(best, values[epochs.index(best)], "o", color=line.get_color(), markersize=6)
-        stage, quantity = name.split("/")
-        ax.set_title(f"{stage} {quantity} (dot: the kept epoch)")
-        ax.grid(alpha=0.3)
-        if quantity == "loss":
-            ax.set_yscale("log")
-            ax.set_ylabel("cross-entropy (log scale)")
-        else:
-            ax.set_ylabel("accuracy")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    for ax in axes[1]:
+            ax.set_title(f"{stage} {name} (dot: the kept epoch)")
+            ax.grid(alpha=0.3)
+            finite = [v for v in plotted if math.isfinite(v)]
+            label = loss_label if name == "loss" else METRIC_LABELS.get(name, name)
+            if name in LOG_SCALE and finite and min(finite) > 0:
+                ax.set_yscale("log")
+                label += " (log scale)"
+            ax.set_ylabel(label)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+            ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[-1]:
         ax.set_xlabel("epoch")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = next(
+        (ax.get_legend_handles_labels() for ax in fig.axes if ax.lines), ([], [])
+    )
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.2 / len(names), 1, 1))  # room for the legend
     return fig
 
 
+def draw_diagnostics(runs: list[Run]):
+    """Two panels: each layer's gradient norm and activation variance (log y), at the
+    first epoch or step that has them, one line per run that logged them."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, (family, title) in zip(axes, DIAGNOSTICS.items(), strict=True):
+        shown = [r for r in runs if r.diagnostics.get(family)]
+        for run in shown:
+            layers, values = zip(*run.diagnostics[family], strict=True)
+            ax.plot(layers, values, "o-", label=run.label, linewidth=1.5, markersize=4)
+        when = sorted({r.diagnostics_at for r in shown if r.diagnostics_at})
+        ax.set_title(title + (f" ({when[0]})" if len(when) == 1 else " (first logged)"))
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (0 = nearest the input)")
+        ax.set_ylabel(("gradient norm" if family == "grad_norm" else "variance") + " (log scale)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = next(
+        (ax.get_legend_handles_labels() for ax in fig.axes if ax.lines), ([], [])
+    )
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+# ------------------------------------------------------------------------------ report
 def make_report(
-    paths: list[Path], out: Path | None = None, metric: str = "val/acc"
-) -> tuple[Path, Path]:
+    paths: list[Path],
+    out: Path | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+) -> list[Path]:
+    """Write ``table.md``, ``curves.png`` and (when a run logged diagnostics)
+    ``diagnostics.png`` into ``out``; the paths written, in that order."""
     runs = load_runs(paths)
+    check_same_task_and_data(runs)
+    metric, mode = resolve_ranking(runs, metric, mode)
     check_comparable(runs, metric)
     check_curves(runs)
     out = out or (paths[0] / "report")
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"
-    table.write_text(markdown_table(runs, metric))
-    figure = out / "curves.png"
-    plot_curves(runs, figure)
-    return figure, table
+    table.write_text(caption(metric, mode) + "\n\n" + markdown_table(runs, metric, mode))
+    written = [table, save(draw_curves(runs), out / "curves.png")]
+    if any(r.diagnostics for r in runs):
+        written.append(save(draw_diagnostics(runs), out / "diagnostics.png"))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,16 +621,25 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="where to write (default: FIRST_DIR/report)"
     )
     parser.add_argument(
-        "--metric", default="val/acc", help="rank runs by this final metric (default val/acc)"
+        "--metric",
+        default=None,
+        help="rank runs by this final metric (default: the runs' objective, val/acc for "
+        "classification and binary, val/loss for regression)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("min", "max"),
+        default=None,
+        help="lower (min) or higher (max) is better (default: the objective's, or the metric's)",
     )
     args = parser.parse_args(argv)
     try:
-        figure, table = make_report(args.dirs, args.out, args.metric)
+        written = make_report(args.dirs, args.out, args.metric, args.mode)
     except ReportError as err:
         print(f"descentlab.report: error: {err}", file=sys.stderr)
         return 1
-    print(table.read_text())
-    print(f"wrote {figure} and {table}")
+    print(written[0].read_text())
+    print("wrote " + ", ".join(map(str, written[:-1])) + f" and {written[-1]}")
     return 0
 
 
