@@ -181,3 +181,60 @@ def test_the_experiment_logs_per_layer_gradient_norms_that_vanish_with_a_small_s
     # the forward signal vanishes geometrically: var(z) × (σ² n)^10 = 0.16^10 ≈ 1e-8 at the top
     act = runs["small"]
     assert act["diag/act_var/layer_10"] < 1e-6 * act["diag/act_var/layer_0"]
+
+
+# ------------------------------------------------ the notes' own loss: ½‖f − y‖²
+def teacher_gradient_norms(net: nn.Module, tmp_path: Path) -> list[float]:
+    """‖∂L/∂W_r‖ of every layer for the squared loss on 256 samples of the experiment's teacher."""
+    cfg = compose_config(["+experiment=deep_linear_squared"], tmp_path / "data")
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    x, y = (t[:256].double() for t in data.splits["train"])
+    task = instantiate(cfg.task)
+    grads = torch.autograd.grad(task.loss(net(x), y), weights(net))
+    return [float(g.norm()) for g in grads]
+
+
+def test_with_the_squared_loss_scaling_the_weights_by_c_scales_gradients_by_c_to_the_2L_minus_1(
+    tmp_path,
+):
+    """With ½‖f − y‖², ∂L/∂f = f − y grows with the weights: where f ≫ y (σ√n = 2 per layer,
+    f ≈ 2¹²·x), scaling every weight by c multiplies every layer's gradient by c^(L−1) · c^L
+    = c^(2L−1) (cross-entropy's ∂L/∂f = softmax − onehot stays bounded: c^(L−1), above)."""
+    torch.manual_seed(0)
+    cfg = compose_config(
+        ["+experiment=deep_linear_squared", "init=normal", "init.std=0.25"], tmp_path
+    )
+    net = instantiate(cfg.model).net.double()
+    before = teacher_gradient_norms(net, tmp_path)
+    with torch.no_grad():
+        for w in weights(net):
+            w.mul_(2.0)
+    after = teacher_gradient_norms(net, tmp_path)
+    for b, a in zip(before, after, strict=True):
+        assert a / b == pytest.approx(2.0 ** (2 * LAYERS - 1), rel=1e-2)
+
+
+def test_the_squared_loss_experiment_explodes_far_more_than_cross_entropy(tmp_path):
+    """Both experiments at std 0.5 (σ√n = 4): step-0 gradient norms near 4^(L−1) ≈ 4·10⁶ with
+    cross-entropy and near 4^(2L−1) ≈ 7·10¹³ with the squared loss (a factor 4^L ≈ 10⁷ apart)."""
+    quick = ["debug=limit", "trainer.max_epochs=1", "callbacks.progress_bar=null"]
+    grads = {}
+    for name in ("deep_linear", "deep_linear_squared"):
+        # both diverge at step 1 (the divergence guard stops them, exit 1) after logging step 0
+        proc = run_cli(
+            [
+                f"+experiment={name}",
+                "init=normal",
+                "init.std=0.5",
+                *quick,
+                f"hydra.run.dir={tmp_path / name}",
+            ],
+            check=False,
+        )
+        assert "the training loss became" in proc.stderr, proc.stderr[-2000:]
+        diag = step_zero_diagnostics(tmp_path / name)
+        grads[name] = diag["diag/grad_norm/layer_0"]
+    assert 1e5 < grads["deep_linear"] < 1e9
+    assert 1e12 < grads["deep_linear_squared"] < 1e16
+    assert grads["deep_linear_squared"] > 1e5 * grads["deep_linear"]

@@ -1,6 +1,6 @@
 """The README's "Extending the template", followed once as a user would: a copy of the
-template, one new file per extension (a dataset, a model, an optimizer, a callback, a loss
-term already shipped, an experiment tying them together), run through the real CLI."""
+template, one new file per extension (a dataset, a model, an optimizer, a callback, a task,
+a loss term already shipped, an experiment tying them together), run through the real CLI."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from typing import Annotated
 
 from descentlab.data.tensor_data import TensorDataModule
 from descentlab.models.penalties import WeightPenalty
-from descentlab.rules import POSITIVE, checked
+from descentlab.rules import POSITIVE, UNIT_INTERVAL, checked
+from descentlab.tasks import Classification
 
 
 class Blobs(TensorDataModule):
@@ -51,6 +52,18 @@ class Hoyer(WeightPenalty):
         return weight.abs().sum() / weight.norm()
 
 
+class Smoothed(Classification):
+    """Cross-entropy against labels smoothed by ε: a task of one's own, with a declared range."""
+
+    @checked
+    def __init__(self, smoothing: Annotated[float, UNIT_INTERVAL] = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+
+    def loss(self, output, target):
+        return torch.nn.functional.cross_entropy(output, target, label_smoothing=self.smoothing)
+
+
 class CountEpochs(Callback):
     def __init__(self, path):
         self.path, self.epochs = path, 0
@@ -72,6 +85,12 @@ seed: ${seed}
 _partial_: true
 lr: 0.5
 """,
+    "configs/task/smoothed.yaml": """_target_: my_code.Smoothed
+smoothing: 0.2
+outputs: ${data.num_classes}
+monitor: val/acc
+mode: max
+""",
     "configs/callbacks/count.yaml": """count_epochs:
   _target_: my_code.CountEpochs
   path: ${paths.output_dir}/epochs.txt
@@ -83,6 +102,7 @@ defaults:
   - override /optimizer: my_sgd
   - override /regularizer: l1
   - override /callbacks: [default, count]
+  - override /task: smoothed
 trainer:
   max_epochs: 4
 """,
@@ -126,6 +146,10 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
     assert metrics["test/acc"] > 0.9  # two well-separated blobs
     assert metrics["train/penalty"] > 0  # the L1 term was added
     assert (run_dir / "epochs.txt").read_text() == "4"  # the callback ran every epoch
+    # the task's loss: smoothed labels keep the loss above the smoothing's floor, and the
+    # task's monitor chose the kept epoch (early stopping and best.ckpt on val/acc, max)
+    assert metrics["task"] == "classification" and metrics["monitor"] == "val/acc"
+    assert metrics["train/loss"] > 0.2
 
 
 @pytest.mark.parametrize(
@@ -133,6 +157,8 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
     [
         # a plain type hint of the user's net: `width: int`
         ("+model.net.width=abc", "model.net.width='abc' is invalid: an integer"),
+        # a range the user's task declares
+        ("task.smoothing=1.5", "task.smoothing=1.5 is invalid: a number in [0, 1)"),
         # a range the user's loss term declares, on the key the user named it
         (
             "+model.penalties.hoyer={_target_:my_code.Hoyer,strength:-1}",

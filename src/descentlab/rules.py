@@ -140,11 +140,11 @@ TASK: dict[str, Rule] = {
 }
 # Where each table applies in the config: the torch-free pre-check walks these.
 TABLES: dict[str, dict[str, Rule]] = {
-    "task": TASK,
     "optimizer": OPTIMIZER,
     "model": MODEL,
     "model.net": NET,
     "data": DATA,
+    "task": TASK,  # last: task.outputs follows the data (data.num_classes, data.target_size)
 }
 
 # Plain type hints of a user's class, when it declares no rule.

@@ -99,10 +99,13 @@ def _check_optimizer(optimizer: DictConfig) -> None:
         raise ConfigError("optimizer.betas", shown, "two numbers in [0, 1)")
 
 
-def check_tables(cfg: DictConfig) -> None:
-    """Every key of :data:`descentlab.rules.TABLES` the config sets, by the rule its class
-    declares (the same objects): torch-free, so such a refusal takes about a second."""
+def check_tables(cfg: DictConfig, groups: tuple[str, ...] | None = None) -> None:
+    """Every key of :data:`descentlab.rules.TABLES` the config sets (in ``groups``, default
+    all), by the rule its class declares (the same objects): torch-free, so such a refusal
+    takes about a second."""
     for where, table in TABLES.items():
+        if groups is not None and where not in groups:
+            continue
         node = OmegaConf.select(cfg, where)
         if not isinstance(node, DictConfig):
             continue
@@ -240,8 +243,9 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_top_level(cfg)
     check_loggers(cfg.get("logger"))
-    check_tables(cfg)
+    check_tables(cfg, groups=tuple(g for g in TABLES if g != "task"))
     _check_data(cfg.data)
+    check_tables(cfg, groups=("task",))  # after the data: task.outputs follows data.classes
     _check_optimizer(cfg.model.get("optimizer", {}))
     scheduler = cfg.model.get("scheduler")
     if scheduler is not None and not (

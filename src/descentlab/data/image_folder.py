@@ -387,6 +387,13 @@ class ImageFolderDataModule(L.LightningDataModule):
                     f"(data.on_bad_image=skip dropped all {len(scanned[split])})"
                 )
 
+    def split_targets(self) -> dict[str, torch.Tensor]:
+        """Each split's labels (after ``setup``), for the task to check."""
+        return {
+            split: torch.tensor([label for _path, label in samples], dtype=torch.long)
+            for split, samples in self.samples.items()
+        }
+
     # -- loaders ----------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -116,7 +116,7 @@ def build_model(cfg: DictConfig, task=None):
     without its initial-weight sources."""
     from hydra.utils import instantiate
 
-    given = {"task": task} if task is not None and "task" in cfg.model else {}
+    given = {"task": task} if task is not None and takes_task(cfg.model) else {}
     if cfg.get("ckpt_path") is not None and cfg.model.get("net") is not None:
         # the checkpoint holds every weight, so the net's sources of initial weights (a
         # pretrained model.pt, torchvision weights) are not read: they may have moved
@@ -125,6 +125,21 @@ def build_model(cfg: DictConfig, task=None):
         net = build_net(OmegaConf.to_container(cfg.model.net, resolve=True))
         return instantiate(cfg.model, net=net, **given)
     return instantiate(cfg.model, **given)
+
+
+def takes_task(model_cfg: DictConfig) -> bool:
+    """Whether the model's class takes a ``task`` (a model config copied from an older
+    mlp.yaml may lack the ``task: ${task}`` line: the task group must still apply)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    if "task" in model_cfg:
+        return True
+    try:
+        return "task" in inspect.signature(get_object(model_cfg._target_)).parameters
+    except Exception:  # noqa: BLE001 - instantiate reports a target that does not import
+        return False
 
 
 def build_task(cfg: DictConfig, datamodule):
@@ -168,7 +183,7 @@ def check_targets(model, datamodule) -> None:
     if task is None or splits is None:
         return
     for name, y in splits().items():
-        task.check_targets(y, f"{type(datamodule).__name__}: the {name} split")
+        task.check_targets(y, f"{type(datamodule).__name__}: the {name} split", name == "train")
 
 
 def build(cfg: DictConfig) -> Parts:

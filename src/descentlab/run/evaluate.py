@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from descentlab.run.build import building
     from descentlab.run.console import tidy_console
-    from descentlab.run.outputs import print_table, scalar, write_metrics
+    from descentlab.run.outputs import print_table, scalar, task_fields, write_metrics
     from descentlab.storage.loading import load
 
     tidy_console()  # Lightning's info lines once, no advertisements (as train.py)
@@ -47,11 +47,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with building("data"):
         datamodule = instantiate(cfg.data)
     module = load(source, model_cfg=cfg.model)
-    if module.num_classes != datamodule.num_classes:
+    task = module.task  # the task the model was trained on, whatever this command's task= says
+    task.check_data(datamodule)
+    given = task.data_outputs(datamodule)
+    if task.outputs is not None and given != task.outputs:
+        unit = "classes" if task.targets == "classes" else "target values"
         raise ConfigError(
             "data",
-            f"{datamodule.num_classes} classes",
-            f"data with the model's {module.num_classes} classes (it was trained on them)",
+            f"{given} {unit}",
+            f"data with the model's {task.outputs} {unit} (it was trained on them)",
         )
     expected, given = getattr(module.net, "input_shape", None), getattr(datamodule, "dims", None)
     if expected is not None and given is not None and list(expected) != list(given):
@@ -63,9 +67,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     with building("trainer"):
         trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+    datamodule.setup("test")
+    from descentlab.run.build import check_targets
+
+    check_targets(module, datamodule)
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
-    metrics.update(ckpt_path=source, status="completed")
+    metrics.update(ckpt_path=source, status="completed", **task_fields(module))
     if trainer.is_global_zero:
         output = Path(cfg.paths.output_dir) / "metrics.json"
         write_metrics(output, metrics)
@@ -77,4 +85,8 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra task: evaluate, and end as ``train.py`` does (:func:`descentlab.run.exits.run_task`)."""
     from descentlab.run.exits import run_task
 
-    return run_task(lambda: run(cfg), cfg, metric="test/acc")
+    def tested_objective(metrics: dict[str, Any]) -> str:
+        """The test value of the trained task's objective (test/acc for a classifier)."""
+        return "test/" + str(metrics.get("objective", "val/acc")).split("/", 1)[-1]
+
+    return run_task(lambda: run(cfg), cfg, metric=tested_objective)

@@ -51,10 +51,12 @@ def leave_process_group() -> None:
 
 
 def run_task(
-    work: Callable[[], dict[str, Any]], cfg: DictConfig, metric: str | None
+    work: Callable[[], dict[str, Any]],
+    cfg: DictConfig,
+    metric: str | Callable[[dict[str, Any]], str] | None,
 ) -> float | None:
     """Run ``work()``; end as the module docstring says; return its ``metric`` for Hydra's
-    sweepers (``optimized_metric``), or None."""
+    sweepers (``optimized_metric``; a function of the metrics names it), or None."""
     from descentlab.run import job
     from descentlab.run.outputs import write_metrics
     from descentlab.run.run_dir import remove_if_empty
@@ -97,5 +99,7 @@ def run_task(
         return None
     finally:
         leave_process_group()
+    if callable(metric):
+        metric = metric(metrics)
     value = metrics.get(metric or "")
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -18,6 +18,20 @@ def scalar(value: Any) -> Any:
     return value
 
 
+def task_fields(model) -> dict[str, Any]:
+    """What the run's task was and how its runs rank: ``task``, ``monitor``, ``objective``
+    and ``objective_mode`` (``min``/``max``), read by ``descentlab.report``."""
+    task = getattr(model, "task", None)
+    if task is None:
+        return {}
+    return {
+        "task": task.name,
+        "monitor": task.monitor,
+        "objective": task.objective,
+        "objective_mode": task.mode_of(task.objective),
+    }
+
+
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write ``metrics.json`` atomically (a reader never sees half a file)."""
     write_json(path, {k: scalar(v) for k, v in metrics.items()})

@@ -47,7 +47,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
 
     def record(status: str, **extra: Any) -> dict[str, Any]:
-        return {**kept.epoch_metrics(trainer, parts.history), **extra, "status": status}
+        return {
+            **kept.epoch_metrics(trainer, parts.history),
+            **outputs.task_fields(model),
+            **extra,
+            "status": status,
+        }
 
     with outcome.stop_signals(stop):
         with outcome.recorded(parts, lambda reason: record("interrupted", reason=reason)):
@@ -88,4 +93,8 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra task: run, and report how it ended (see :func:`descentlab.run.exits.run_task`)."""
     from descentlab.run.exits import run_task
 
-    return run_task(lambda: run(cfg), cfg, metric=cfg.get("optimized_metric"))
+    def objective(metrics: dict[str, Any]) -> str | None:
+        """``optimized_metric``, else the task's objective (recorded in the metrics)."""
+        return cfg.get("optimized_metric") or metrics.get("objective")
+
+    return run_task(lambda: run(cfg), cfg, metric=objective)

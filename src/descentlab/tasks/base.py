@@ -91,16 +91,24 @@ class Task:
         """What ``predict_step`` returns for the network's output."""
         raise NotImplementedError
 
-    def check_targets(self, y: Tensor, where: str) -> None:
-        """Refuse targets this task cannot learn from, in one line naming ``where``."""
+    def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
+        """Refuse targets this task cannot learn from, in one line naming ``where``
+        (``training``: the split the model learns from, held to more, e.g. two classes)."""
         raise NotImplementedError
 
     # -- data ---------------------------------------------------------------------------
+    def data_outputs(self, datamodule) -> int | None:
+        """The output width the data call for (classes, or target values per sample)."""
+        if self.targets == "classes":
+            return getattr(datamodule, "num_classes", None)
+        return getattr(datamodule, "target_size", None)
+
     def check_data(self, datamodule) -> None:
         """Before the model is built: the data hold the kind of targets this task reads."""
         kind = getattr(datamodule, "targets", "classes")
         if kind != self.targets:
-            source = type(datamodule).__name__
+            path = getattr(datamodule, "path", None)  # data=arrays: name the file
+            source = f"{type(datamodule).__name__} ({path})" if path else type(datamodule).__name__
             have = "class labels" if kind == "classes" else "real-valued targets"
             raise DataError(f"task={self.name} {self.needs()}; {source} has {have}{self.hint()}")
 

@@ -82,8 +82,11 @@ class Binary(Task):
     def predict(self, output: Tensor) -> Tensor:
         return torch.sigmoid(output.reshape(len(output)))
 
-    def check_targets(self, y: Tensor, where: str) -> None:
-        check_labels_of(y, where, 2)
+    def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
+        check_labels_of(y, where, 2, training)
+
+    def data_outputs(self, datamodule) -> int | None:
+        return 1 if getattr(datamodule, "num_classes", 2) == 2 else None
 
     def check_data(self, datamodule) -> None:
         super().check_data(datamodule)

@@ -10,9 +10,10 @@ from descentlab.tasks.accuracy import EpochLossAccuracy
 from descentlab.tasks.base import Task
 
 
-def check_labels_of(y: Tensor, where: str, classes: int | None) -> None:
-    """Integer labels in 0..classes−1, at least two distinct ones (one class is nothing to
-    learn: every model scores accuracy 1.0 on it)."""
+def check_labels_of(y: Tensor, where: str, classes: int | None, training: bool = True) -> None:
+    """Integer labels in 0..classes−1; a training split with at least two distinct ones (one
+    class is nothing to learn: every model scores accuracy 1.0 on it). A small validation or
+    test split may hold one class by chance."""
     if y.is_floating_point() or y.is_complex() or y.ndim != 1:
         raise DataError(
             f"{where}: the targets are {y.dtype} of shape {tuple(y.shape)}, not one integer "
@@ -25,7 +26,7 @@ def check_labels_of(y: Tensor, where: str, classes: int | None) -> None:
         raise DataError(
             f"{where}: label {low if low < 0 else high} is outside 0..{(classes or 1) - 1}"
         )
-    if low == high:
+    if training and low == high:
         raise DataError(
             f"{where}: every sample has label {low}; a classifier needs at least two classes"
         )
@@ -58,8 +59,8 @@ class Classification(Task):
     def predict(self, output: Tensor) -> Tensor:
         return output.softmax(dim=-1)
 
-    def check_targets(self, y: Tensor, where: str) -> None:
-        check_labels_of(y, where, self.outputs)
+    def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
+        check_labels_of(y, where, self.outputs, training)
 
     def hint(self) -> str:
         return " (task=regression for real-valued targets)"

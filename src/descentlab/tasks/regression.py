@@ -54,7 +54,7 @@ class Regression(Task):
     def predict(self, output: Tensor) -> Tensor:
         return output.squeeze(-1) if output.shape[-1] == 1 else output
 
-    def check_targets(self, y: Tensor, where: str) -> None:
+    def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
         if not y.is_floating_point():
             raise DataError(
                 f"{where}: the targets are {y.dtype}, integer labels; task=regression needs "
