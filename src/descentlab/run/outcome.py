@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from descentlab.errors import DivergenceError, RunInterrupted, failure_reason
-from descentlab.run.outputs import finish_loggers, write_metrics
+from descentlab.run.outputs import finish_loggers, task_fields, write_metrics
 
 
 @contextmanager
@@ -67,6 +67,7 @@ def recorded(
 
             failed = {
                 **epoch_metrics(trainer, parts.history),
+                **task_fields(parts.model),
                 "status": _status(err),
                 "reason": failure_reason(err),
             }
