@@ -342,18 +342,21 @@ def step_time(dims: list[int], batch: int, device: str, steps: int, repeats: int
 # ------------------------------------------------------------------- start-up, accuracy
 def startup(repeats: int) -> dict:
     bare = [sys.executable, "-c", "import torch, lightning"]
-    fdr = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "trainer.fast_dev_run=true",
-        "logger=none",
-        f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}",
-        *QUIET,
-    ]
+
+    def fdr() -> list[str]:  # a fresh run dir each time: a run dir holds one run
+        return [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "trainer.fast_dev_run=true",
+            "logger=none",
+            f"hydra.run.dir={tempfile.mkdtemp(prefix='bench-')}",
+            *QUIET,
+        ]
+
     times = {"import torch, lightning": [], "train.py fast_dev_run": []}
     for _ in range(repeats):
         times["import torch, lightning"].append(timed(bare))
-        times["train.py fast_dev_run"].append(timed(fdr))
+        times["train.py fast_dev_run"].append(timed(fdr()))
     ratio = statistics.median(times["train.py fast_dev_run"]) / statistics.median(
         times["import torch, lightning"]
     )
@@ -517,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_baseline(argv[1:])
     parser = argparse.ArgumentParser(prog="python benchmarks/bench.py")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (--tiny: 1)")
     parser.add_argument(
         "--tiny", action="store_true", help="seconds, not minutes: checks the benchmark runs"
     )
@@ -531,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args(argv)
 
-    tiny, repeats = args.tiny, (1 if args.tiny else args.repeats)
+    tiny = args.tiny
+    repeats = args.repeats if args.repeats is not None else (1 if tiny else 3)
     if tiny:  # small files of its own, never in the data dir
         mnist_dir = ensure_mnist(Path(tempfile.mkdtemp(prefix="bench-mnist-")), 6_000, 500)
     else:

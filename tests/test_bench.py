@@ -94,3 +94,18 @@ def test_bench_folder_refuses_bad_arguments_in_one_line_before_measuring(args, w
     )
     assert proc.returncode == 2, proc.stderr[-1000:]
     assert words in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_start_up_item_runs_repeatedly_as_make_bench_runs_it(tmp_path):
+    """make bench repeats each item 3 times; the start-up item once reused one run dir, so
+    its second train.py was refused ("already holds a run") and make bench failed."""
+    out = tmp_path / "bench.json"
+    run_cli(
+        ["--tiny", "--repeats", "2", "--items", "startup", "--out", str(out)],
+        script=ROOT / "benchmarks" / "bench.py",
+        timeout=600,
+    )
+    results = json.loads(out.read_text())
+    assert results["repeats"] == 2
+    assert results["startup"]["seconds"]["train.py fast_dev_run"]["n"] == 2
