@@ -114,6 +114,8 @@ def test_full_batch_gradient_descent_takes_one_step_per_epoch(make_cfg):
 def test_overfitting_one_batch_drives_the_loss_to_zero(make_cfg):
     metrics = run(make_cfg("debug=overfit", "trainer.max_epochs=150", "data.batch_size=32"))
     assert metrics["train/loss"] < 0.01 and metrics["train/acc"] == 1.0
+    # debug=overfit sets test: false (train.yaml's own test: true once won over it)
+    assert not any(key.startswith("test/") for key in metrics), metrics
 
 
 @pytest.mark.smoke
