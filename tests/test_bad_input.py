@@ -38,6 +38,9 @@ BAD_VALUES = [
     (["optimizer.lr=abc"], ["optimizer.lr='abc'", "positive number"]),
     (["optimizer.lr=inf"], ["optimizer.lr=inf", "positive number"]),
     (["optimizer.lr=nan"], ["optimizer.lr=nan", "positive number"]),
+    # found by a hostile pass: an overflow inside Adam's step, as a traceback
+    (["optimizer.lr=1e300"], ["optimizer.lr=1e+300", "float32's largest"]),
+    (["logger=null"], ["logger=null: a config group takes an option name", "logger=none"]),
     (["optimizer=momentum", "optimizer.mu=abc"], ["optimizer.mu='abc'", "[0, 1)"]),
     (["optimizer.eps=-1"], ["optimizer.eps=-1", ">= 0"]),
     (["data.label_noise=1.5"], ["data.label_noise=1.5", "[0, 1]"]),

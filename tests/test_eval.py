@@ -54,6 +54,21 @@ def test_api_load_gives_the_kept_model_and_predict_reproduces_its_test_accuracy(
     assert accuracy == pytest.approx(read_metrics(trained)["test/acc"], abs=1e-6)
 
 
+def test_predict_casts_numpys_float64_and_refuses_what_is_not_a_real_number(trained):
+    """Found by a hostile pass: a float64 numpy array (numpy's default) was a 23-frame dtype
+    error; it is cast to the module's float32, and a complex or bool input is one line."""
+    from descentlab.errors import DataError
+
+    module = api.load(trained)
+    x, _ = digits_test_split()
+    expected = api.predict(module, x[:20])
+    assert torch.equal(api.predict(module, x[:20].double().numpy()), expected)
+    assert torch.equal(api.predict(module, x[:20].double()), expected)
+    for bad in (x[:2].to(torch.complex64), x[:2] > 0.5):
+        with pytest.raises(DataError, match=f"dtype {bad.dtype}"):
+            api.predict(module, bad)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["model.pt", "checkpoints/best.ckpt", "."])
 def test_eval_py_tests_a_checkpoint_a_model_pt_or_a_run_dir(trained, tmp_path, source):

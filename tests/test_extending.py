@@ -162,12 +162,14 @@ def test_the_readmes_extensions_work_as_written(tmp_path):
         # a range the user's loss term declares, on the key the user named it
         (
             "+model.penalties.hoyer={_target_:my_code.Hoyer,strength:-1}",
-            "model.penalties.hoyer.strength=-1 is invalid: a positive number",
+            "model.penalties.hoyer.strength=-1 is invalid: a positive number (at most 3.4e38, "
+            "float32's largest)",
         ),
         # a rule of the template's own, on a user's key (it once said model.penalties.l1)
         (
             "+model.penalties.sparse={_target_:descentlab.models.penalties.L1Penalty,strength:-2}",
-            "model.penalties.sparse.strength=-2 is invalid: a number >= 0",
+            "model.penalties.sparse.strength=-2 is invalid: a number >= 0 (at most 3.4e38, "
+            "float32's largest)",
         ),
     ],
 )

@@ -119,10 +119,25 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] | None = None)
 
 
 def predict(module, inputs, batch_size: int = 1024, accelerator: str = "cpu"):
-    """Class probabilities for ``inputs`` (N, *input_shape), through Lightning's ``predict_step``."""
+    """What the module's task predicts for ``inputs`` (N, *input_shape), through Lightning's
+    ``predict_step``: class probabilities, values, or the probability of class 1.
+
+    Any real dtype is cast to the module's (numpy's default float64, integers); anything else
+    (complex, bool, strings) is refused in one line naming the dtype."""
     import lightning as L
     import torch
     from torch.utils.data import DataLoader, TensorDataset
+
+    from descentlab.errors import DataError
+
+    try:
+        inputs = torch.as_tensor(inputs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"predict: inputs cannot be read as a tensor ({err})") from None
+    if inputs.is_complex() or inputs.dtype == torch.bool:
+        raise DataError(f"predict: inputs of dtype {inputs.dtype}: give real numbers (N, ...)")
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    inputs = inputs.to(dtype)
 
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -132,5 +147,5 @@ def predict(module, inputs, batch_size: int = 1024, accelerator: str = "cpu"):
         enable_model_summary=False,
         enable_checkpointing=False,
     )
-    loader = DataLoader(TensorDataset(torch.as_tensor(inputs)), batch_size=batch_size)
+    loader = DataLoader(TensorDataset(inputs), batch_size=batch_size)
     return torch.cat(trainer.predict(module, loader))

@@ -61,8 +61,17 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-POSITIVE = Rule("a positive number", lambda v: is_number(v) and v > 0)
-NON_NEGATIVE = Rule("a number >= 0", lambda v: is_number(v) and v >= 0)
+# float32's largest value: a hyperparameter above it overflows inside the tensors' arithmetic
+# (optimizer.lr=1e300 was a RuntimeError from Adam's step)
+FLOAT32_MAX = 3.4028234663852886e38
+POSITIVE = Rule(
+    "a positive number (at most 3.4e38, float32's largest)",
+    lambda v: is_number(v) and 0 < v <= FLOAT32_MAX,
+)
+NON_NEGATIVE = Rule(
+    "a number >= 0 (at most 3.4e38, float32's largest)",
+    lambda v: is_number(v) and 0 <= v <= FLOAT32_MAX,
+)
 UNIT_INTERVAL = Rule("a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
 RATE = Rule("a rate in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
 POSITIVE_INT = Rule("a positive integer", lambda v: is_integer(v) and v > 0)

@@ -53,6 +53,23 @@ def renamed_key_hint(message: str) -> str | None:
     return None
 
 
+def null_group_override(message: str) -> str | None:
+    """``logger=null`` on the command line: Hydra's ValueError names no group; say which, and
+    the option that turns it off (``none``), when the group has one."""
+    if not message.startswith("Config group override must be a string or a list"):
+        return None
+    from descentlab.config import CONFIG_DIR
+
+    for arg in sys.argv[1:]:
+        group, _, value = arg.lstrip("+~").partition("=")
+        if value == "null" and (CONFIG_DIR / group).is_dir():
+            off = (CONFIG_DIR / group / "none.yaml").is_file()
+            return f"{group}=null: a config group takes an option name" + (
+                f"; {group}=none turns it off" if off else ""
+            )
+    return None
+
+
 def short_config_errors() -> None:
     try:
         import hydra._internal.utils as hydra_utils
@@ -75,6 +92,12 @@ def short_config_errors() -> None:
                 message += f" ({one_line(str(err.__cause__))})"
             message = renamed_key_hint(message) or message
             print(f"descentlab: error: {message}", file=sys.stderr)
+            sys.exit(1)
+        except ValueError as err:
+            nulled = null_group_override(str(err))
+            if nulled is None:
+                raise
+            print(f"descentlab: error: {nulled}", file=sys.stderr)
             sys.exit(1)
         except Exception as err:  # noqa: BLE001 - reported by Hydra as before
             error = err  # `err` is unbound after the except block; the closure needs it
