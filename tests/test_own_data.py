@@ -492,7 +492,7 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_with_the_next_batch(tmp_pa
     ]
     run_cli([*common, f"hydra.run.dir={tmp_path / 'straight'}"])
     resumed = tmp_path / "resumed"
-    run_cli([*common, "+trainer.max_steps=8", f"hydra.run.dir={resumed}"])
+    run_cli([*common, "trainer.max_steps=8", f"hydra.run.dir={resumed}"])
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (ckpt["global_step"], ckpt["epoch"]) == (8, 1)  # two batches into the second epoch
     run_cli([*common, "ckpt_path=last", f"hydra.run.dir={resumed}"])

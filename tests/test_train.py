@@ -192,7 +192,7 @@ def test_an_epoch_without_validation_records_no_validation_values(tmp_path):
         [
             "trainer.check_val_every_n_epoch=2",
             "trainer.max_epochs=3",
-            "+trainer.max_steps=50",
+            "trainer.max_steps=50",
             "logger=none",
             "callbacks.progress_bar=null",
             f"hydra.run.dir={run_dir}",

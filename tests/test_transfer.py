@@ -314,7 +314,7 @@ def test_a_fine_tuned_run_resumes_after_its_pretrained_file_moved(tmp_path):
     pretrained = tmp_path / "pre" / "model.pt"
     recipe = ["+experiment=finetune_backbone", *quick, "trainer.max_epochs=2"]
     tuned = [*recipe, f"pretrained={pretrained}", f"hydra.run.dir={tmp_path / 'ft'}"]
-    run_cli([*tuned, "+trainer.max_steps=3"])  # stopped in its first epoch
+    run_cli([*tuned, "trainer.max_steps=3"])  # stopped in its first epoch
     pretrained.rename(tmp_path / "moved.pt")
     run_cli([*tuned, "ckpt_path=last"])
     metrics = read_metrics(tmp_path / "ft")

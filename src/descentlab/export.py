@@ -103,19 +103,9 @@ def output_meaning(task, output_shape: tuple[int, ...]) -> tuple[str, str]:
 
 def make_wrapper(net, task):
     """``x ↦ task.predict(net(x))`` as an ``nn.Module``: what ``predict_step`` computes."""
-    import torch
     from torch import nn
 
-    from descentlab.tasks.binary import Binary
-
-    if type(task).predict is Binary.predict:
-        # Binary.predict reshapes to len(output), a Python int that tracing fixes to the
-        # traced batch; output.shape[0] is the same number and stays symbolic. The check
-        # compares the file with Binary.predict itself.
-        def predict(output):
-            return torch.sigmoid(output.reshape(output.shape[0]))
-    else:
-        predict = task.predict
+    predict = task.predict  # written without len(): a traced batch size stays symbolic
 
     class Prediction(nn.Module):
         def __init__(self):

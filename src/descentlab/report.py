@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from descentlab.errors import ReportError
+from descentlab.run import FINISHED  # runs whose metrics can be ranked (torch-free)
 
-FINISHED = ("completed", "early_stopped")  # runs whose metrics can be ranked
 STAGES = ("train", "val", "test")
 STAGE_METRIC = re.compile(r"^(train|val|test)/([^/]+)$")
 # train/val/test names that depend on a run's options, not on its task: runs may differ in them

@@ -28,6 +28,10 @@ class RestoreBestEarlyStopping(EarlyStopping):
     """
 
     def __init__(self, *args, **kwargs):
+        # strict=False: the run checks the monitor against what the task logs before
+        # training, so a missing value means an epoch that ran no validation (a
+        # trainer.max_steps or max_time cut): no check then, instead of a RuntimeError
+        kwargs.setdefault("strict", False)
         super().__init__(*args, **kwargs)
         self.best_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None  # this process's copy only

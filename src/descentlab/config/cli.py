@@ -50,6 +50,10 @@ def renamed_key_hint(message: str) -> str | None:
                 f"{via}{key} cannot be set: {via[:-1]} refers to the {group[:-1]} group, "
                 f"set {group}{key}=VALUE instead"
             )
+    present = re.search(r"An item is already at '([\w.]+)'", message)
+    if present:  # +trainer.max_steps=7 from habit: the key is in the config already
+        key = present.group(1)
+        return f"{key} is in the config already: set it without the +, {key}=VALUE"
     return None
 
 

@@ -177,6 +177,9 @@ class TaskModule(L.LightningModule):
         return list(self.backbone.modules())
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.is_floating_point() and x.dtype != self.dtype:
+            # trainer.precision=64-true makes the weights float64; the data stay float32
+            x = x.to(self.dtype)
         return self.net(x)
 
     # -- transfer learning: linear probe, then fine-tune; BatchNorm statistics -----------

@@ -111,6 +111,23 @@ class Parts:
     hparams: dict[str, Any]
 
 
+def without_checkpoints(callbacks: list[Any], checkpointing: bool) -> list[Any]:
+    """The callbacks, less the checkpoint writers when ``trainer.enable_checkpointing=false``
+    (Lightning refuses any then): the switch means no checkpoints, whoever would write them."""
+    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.utilities import rank_zero_info
+
+    if checkpointing:
+        return callbacks
+    dropped = [type(cb).__name__ for cb in callbacks if isinstance(cb, Checkpoint)]
+    if dropped:
+        rank_zero_info(
+            f"trainer.enable_checkpointing=false: no checkpoints are written "
+            f"(left out: {', '.join(dropped)}); the kept weights still go to model.pt"
+        )
+    return [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
+
+
 def build_model(cfg: DictConfig, task=None):
     """The LightningModule (on ``task``, when built already); a resume rebuilds the net
     without its initial-weight sources."""
@@ -195,7 +212,7 @@ def build(cfg: DictConfig) -> Parts:
     from descentlab.config.arguments import check_config_arguments
     from descentlab.run import job, resume
     from descentlab.run.history import MetricsHistory
-    from descentlab.run.interrupt import GracefulStop, StopRequest
+    from descentlab.run.interrupt import GracefulStop, GracefulStopWithoutSaving, StopRequest
     from descentlab.run.loggers import resume_kwargs
     from descentlab.storage.checkpoints import ConfigInCheckpoint
 
@@ -220,12 +237,14 @@ def build(cfg: DictConfig) -> Parts:
 
     history = MetricsHistory(output_dir / "history.json")
     stop_request = StopRequest()
+    checkpointing = cfg.trainer.get("enable_checkpointing") is not False
+    stopper = GracefulStop if checkpointing else GracefulStopWithoutSaving
     with building("callbacks"):
         callbacks = [
             history,
-            *instantiate_group(cfg.get("callbacks")),
+            *without_checkpoints(instantiate_group(cfg.get("callbacks")), checkpointing),
             ConfigInCheckpoint(resume.fixed_config(cfg)),
-            GracefulStop(stop_request, output_dir / "checkpoints" / "last.ckpt"),
+            stopper(stop_request, output_dir / "checkpoints" / "last.ckpt"),
         ]
     with building("logger"):
         loggers = instantiate_group(

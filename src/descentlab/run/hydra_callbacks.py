@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 import descentlab.config  # noqa: F401  (resolvers: submitit's workers unpickle this module first)
 from descentlab.errors import DescentlabError, RunAlreadyFinished, RunDirError
-from descentlab.run import job, run_dir
+from descentlab.run import FINISHED, job, run_dir
 
 
 def _fail(err: DescentlabError, created_dir: Path | None = None) -> None:
@@ -166,11 +166,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = self.jobs(Path(str(config.hydra.sweep.dir)))
-        bad = [
-            (name, status, reason)
-            for name, status, reason in jobs
-            if status not in ("completed", "early_stopped")
-        ]
+        bad = [(name, status, reason) for name, status, reason in jobs if status not in FINISHED]
         for name, status, reason in bad:
             print(f"descentlab: job {name} {status}: {reason}", file=sys.stderr)
         print(

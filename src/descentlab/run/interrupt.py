@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from descentlab.errors import RunInterrupted
 
@@ -33,7 +33,7 @@ class StopRequest:
             signal.signal(signal.SIGTERM, previous)
 
 
-class GracefulStop(Checkpoint):
+class _StopOnRequest:
     """On SIGTERM, write ``last.ckpt`` at the next step boundary and stop the run.
 
     - Between two batches of an epoch: the checkpoint is the same mid-epoch state a
@@ -49,10 +49,16 @@ class GracefulStop(Checkpoint):
     raises ``SystemExit(0)`` mid-loop, is replaced while training runs.
     """
 
+    saves = True  # write last.ckpt before stopping
+
     def __init__(self, request: StopRequest, path: str | Path):
         self.request = request
         self.path = str(path)
         self._pending: str | None = None
+
+    def _save(self, trainer) -> None:
+        if self.saves:
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume
 
     def _take_over(self) -> None:
         # Lightning installs its own SIGTERM handler at the start of every fit/test (it
@@ -76,6 +82,12 @@ class GracefulStop(Checkpoint):
         return bool(asked)
 
     def _interrupted(self, where: str) -> RunInterrupted:
+        if not self.saves:
+            return RunInterrupted(
+                f"stopped by SIGTERM {where}; trainer.enable_checkpointing=false: no checkpoint "
+                "was written, nothing to resume",
+                signum=self.request.signum or signal.SIGTERM,
+            )
         return RunInterrupted(
             f"stopped by SIGTERM {where}; resume with ckpt_path=last from {self.path}",
             signum=self.request.signum or signal.SIGTERM,
@@ -86,7 +98,7 @@ class GracefulStop(Checkpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # finish the epoch (validation, early stopping) first
         if self._requested(trainer):
-            trainer.save_checkpoint(self.path, weights_only=False)  # the full state, to resume
+            self._save(trainer)
             raise self._interrupted(
                 f"between two training steps (epoch {trainer.current_epoch}, step {trainer.global_step})"
             )
@@ -100,7 +112,7 @@ class GracefulStop(Checkpoint):
         if self._requested(trainer):
             # Save now (the end-of-epoch state), stop when the next epoch starts: Lightning
             # sends the epoch's train/* to the loggers after these hooks, not before.
-            trainer.save_checkpoint(self.path, weights_only=False)
+            self._save(trainer)
             self._pending = (
                 f"at the end of epoch {trainer.current_epoch} (step {trainer.global_step})"
             )
@@ -109,3 +121,16 @@ class GracefulStop(Checkpoint):
         if self._pending is not None:
             where, self._pending = self._pending, None
             raise self._interrupted(where)
+
+
+class GracefulStop(_StopOnRequest, Checkpoint):
+    """On SIGTERM, write ``last.ckpt`` at the next step boundary and stop (see above); a
+    :class:`Checkpoint`, so that Lightning runs it after the other checkpoint callbacks."""
+
+
+class GracefulStopWithoutSaving(_StopOnRequest, Callback):
+    """``trainer.enable_checkpointing=false``: Lightning accepts no :class:`Checkpoint`
+    callback then, and nothing is saved; a SIGTERM still stops the run at a step boundary,
+    recorded as interrupted."""
+
+    saves = False

@@ -39,6 +39,22 @@ def kept_epoch(trainer, history) -> int | None:
     return history.last_epoch
 
 
+def stop_status(trainer) -> str:
+    """Why fit ended normally: ``early_stopped``, ``max_steps`` (``trainer.max_steps``
+    reached), ``max_time`` (``trainer.max_time`` ran out) or ``completed`` (``max_epochs``)."""
+    from lightning.pytorch.callbacks import Timer
+
+    if early_stopped(trainer):
+        return "early_stopped"
+    # fast_dev_run sets max_steps itself: a check that runs, not a limit the user set
+    if not trainer.fast_dev_run and 0 < trainer.max_steps <= trainer.global_step:
+        return "max_steps"
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+        return "max_time"
+    return "completed"
+
+
 def early_stopped(trainer) -> bool:
     from lightning.pytorch.callbacks import EarlyStopping
 

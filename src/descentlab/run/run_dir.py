@@ -81,7 +81,9 @@ def holds_a_run(run_dir: str | Path) -> bool:
         status = json.loads((path / "metrics.json").read_text()).get("status", "completed")
     except (OSError, ValueError, AttributeError):
         return (path / "metrics.json").exists()
-    return status in ("completed", "early_stopped")
+    from descentlab.run import FINISHED
+
+    return status in FINISHED
 
 
 def holds_a_sweep(sweep_dir: str | Path) -> bool:

@@ -7,7 +7,8 @@ nothing here is model-specific.
 ``metrics.json`` describes the model the run keeps: ``train/*`` and ``val/*`` of the best
 epoch (the one whose weights are restored, saved and tested), ``test/*`` of those
 weights, the last epoch's values under ``last/``, and ``status``: ``completed``,
-``early_stopped``, ``diverged``, ``interrupted`` or ``failed`` (then with ``reason``).
+``early_stopped``, ``max_steps``, ``max_time``, ``diverged``, ``interrupted`` or ``failed``
+(then with ``reason``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path, weights_only=True
             )
         # A SIGTERM that came as training ended (see GracefulStop) lets the run finish.
-        status = "early_stopped" if kept.early_stopped(trainer) else "completed"
+        status = kept.stop_status(trainer)
         metrics = record(status)
         best_path, model_path = kept.keep_best(trainer, model, parts.output_dir, fast_dev_run)
         if cfg.get("test", True):

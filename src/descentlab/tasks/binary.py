@@ -80,7 +80,7 @@ class Binary(Task):
         return EpochLoss({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()}, prepare)
 
     def predict(self, output: Tensor) -> Tensor:
-        return torch.sigmoid(output.reshape(len(output)))
+        return torch.sigmoid(output.reshape(-1))  # -1, not len(): an export keeps N dynamic
 
     def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
         check_labels_of(y, where, 2, training)
