@@ -18,6 +18,9 @@ from descentlab.errors import CheckpointError
 # Where every training checkpoint records the run's resolved model/data/optimizer/init/seed
 # (written by storage.checkpoints.ConfigInCheckpoint; read by resume and by loading).
 CONFIG_KEY = "descentlab_config"
+# the training data's class names (an image folder's folder names; label ids otherwise), so
+# that a prediction names classes as the training data did, wherever those data are now
+CLASS_NAMES_KEY = "descentlab_class_names"
 
 
 def is_local(path) -> bool:

@@ -111,6 +111,18 @@ class Parts:
     hparams: dict[str, Any]
 
 
+def class_names_of(datamodule) -> list[str] | None:
+    """The data's class names (``None`` for real-valued targets): an image folder's folder
+    names, else the label ids (a ``data.classes`` subset: the original ids, in its order)."""
+    if getattr(datamodule, "targets", "classes") != "classes":
+        return None
+    names = getattr(datamodule, "classes", None)
+    if names:
+        return [str(name) for name in names]
+    count = getattr(datamodule, "num_classes", None)
+    return [str(i) for i in range(count)] if count else None
+
+
 def without_checkpoints(callbacks: list[Any], checkpointing: bool) -> list[Any]:
     """The callbacks, less the checkpoint writers when ``trainer.enable_checkpointing=false``
     (Lightning refuses any then): the switch means no checkpoints, whoever would write them."""
@@ -243,7 +255,7 @@ def build(cfg: DictConfig) -> Parts:
         callbacks = [
             history,
             *without_checkpoints(instantiate_group(cfg.get("callbacks")), checkpointing),
-            ConfigInCheckpoint(resume.fixed_config(cfg)),
+            ConfigInCheckpoint(resume.fixed_config(cfg), class_names_of(datamodule)),
             stopper(stop_request, output_dir / "checkpoints" / "last.ckpt"),
         ]
     with building("logger"):

@@ -24,7 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
 
 from descentlab.errors import causes
-from descentlab.torchfile import CONFIG_KEY, is_local, load_checkpoint, local_path
+from descentlab.torchfile import CLASS_NAMES_KEY, CONFIG_KEY, is_local, load_checkpoint, local_path
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,13 @@ class ConfigInCheckpoint(Callback):
     Always on (added by the run, not selectable): a resume and ``load`` depend on it.
     """
 
-    def __init__(self, config: dict[str, Any]):
-        self.config = config
+    def __init__(self, config: dict[str, Any], class_names: list[str] | None = None):
+        self.config, self.class_names = config, class_names
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
+        if self.class_names is not None:
+            checkpoint[CLASS_NAMES_KEY] = list(self.class_names)
 
 
 def all_finite(checkpoint: dict[str, Any]) -> bool:

@@ -1,0 +1,282 @@
+"""``python predict.py ckpt_path=RUN input=PATH``: a trained model's predictions, one row per input.
+
+The model comes from PATH (a run dir, a checkpoint or a run's ``model.pt``, as ``eval.py``);
+the inputs from ``input``:
+
+- a folder of images, in any layout (flat, or ``<class>/<image>``): every image file under
+  it, preprocessed as the model's training images were at evaluation (resize, centre crop,
+  normalization, from the training run's recorded data config);
+- a ``.npz``/``.pt`` file with an array ``x`` (N, ...) (``y`` is not needed);
+- nothing (``input=null``): the test split of the configured data.
+
+It writes ``predictions.csv`` (or ``.jsonl``: ``output_format=jsonl``) in the run dir: the
+input's id (the file's path, or the row), then for a classifier the predicted class by the
+training data's names and one probability column per class, for a binary task the
+probability of class 1 and the predicted label, for a regression the predicted values.
+Batches go through Lightning's ``Trainer.predict``; a ``BasePredictionWriter`` writes each
+batch as it comes, so the predictions of a large folder never sit in memory together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from descentlab.errors import ConfigError, DataError
+
+FORMATS = ("csv", "jsonl")
+
+
+def recorded(source: str) -> tuple[dict | None, list[str] | None]:
+    """The training run's data config and class names, from the checkpoint behind ``source``."""
+    from descentlab.storage.loading import run_checkpoint
+    from descentlab.torchfile import CLASS_NAMES_KEY, CONFIG_KEY, load_checkpoint
+
+    path = Path(source)
+    if path.is_dir():
+        path = run_checkpoint(path) or path
+    elif path.name == "model.pt":
+        path = run_checkpoint(path.parent) or path
+    try:
+        checkpoint = load_checkpoint(str(path))
+    except Exception:  # noqa: BLE001 - a model.pt alone: the command's config describes it
+        return None, None
+    return (checkpoint.get(CONFIG_KEY) or {}).get("data"), checkpoint.get(CLASS_NAMES_KEY)
+
+
+def image_inputs(folder: Path, data_config: dict | None):
+    """``(ids, dataset)`` for every image file under ``folder``, with the evaluation transform
+    of the training data (an image-folder run's recorded preprocessing)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from descentlab.data.image_folder import ImageFiles, build_transforms, preprocessing
+
+    if not data_config or not str(data_config.get("_target_", "")).endswith(
+        "ImageFolderDataModule"
+    ):
+        raise ConfigError(
+            "input",
+            str(folder),
+            "an array file or null: a folder of images needs a model trained on "
+            "data=image_folder (its preprocessing is what the images go through)",
+        )
+    files = sorted(
+        str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+    )
+    if not files:
+        raise DataError(f"input={folder}: no image files ({', '.join(IMG_EXTENSIONS)})")
+    prep = preprocessing(
+        data_config.get("arch"),
+        data_config.get("weights"),
+        data_config.get("image_size"),
+        data_config.get("resize_size"),
+        data_config.get("mean"),
+        data_config.get("std"),
+    )
+    transform = build_transforms(prep, train=False, crop_scale=None, hflip=False)
+    return files, ImageFiles([(f, -1) for f in files], transform)
+
+
+def array_inputs(path: Path):
+    """``(ids, x)`` of an array file's ``x`` (rows 0..N−1)."""
+    import torch
+
+    from descentlab.data.arrays import SUFFIXES
+
+    if path.suffix not in SUFFIXES:
+        raise ConfigError("input", str(path), "a folder of images, a .npz or .pt file, or null")
+    try:
+        if path.suffix == ".npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as arrays:
+                content = {k: torch.from_numpy(arrays[k]) for k in arrays.files}
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure is the file's fault
+        raise DataError(f"input={path}: cannot be read as {path.suffix} ({err})") from None
+    if not isinstance(content, dict) or "x" not in content:
+        raise DataError(f"input={path}: needs an array named x")
+    x = torch.as_tensor(content["x"])
+    if x.is_complex() or x.dtype == torch.bool or x.ndim < 2 or len(x) == 0:
+        raise DataError(
+            f"input={path}: x must be real numbers (N, ...), got {x.dtype} {tuple(x.shape)}"
+        )
+    return [str(i) for i in range(len(x))], x.float()
+
+
+def check_shape(module, sample_shape: tuple[int, ...], where: str) -> None:
+    expected = getattr(module.net, "input_shape", None)
+    if expected is not None and tuple(expected) != tuple(sample_shape):
+        raise DataError(
+            f"{where}: inputs of shape {list(sample_shape)}, the model takes {list(expected)} "
+            "(it was trained on them)"
+        )
+
+
+def columns(task, class_names: list[str] | None, width: int) -> list[str]:
+    """The header after ``id``."""
+    if task.name == "classification":
+        names = class_names or [str(i) for i in range(width)]
+        return ["predicted", *(f"p_{name}" for name in names)]
+    if task.name == "binary":
+        return ["predicted", "p_1"]
+    return ["value"] if width == 1 else [f"value_{i}" for i in range(width)]
+
+
+def rows(task, prediction, class_names: list[str] | None) -> list[list[Any]]:
+    """One row of values per sample (after ``id``)."""
+    values = prediction.detach().double().cpu()
+    if task.name == "classification":
+        names = class_names or [str(i) for i in range(values.shape[1])]
+        return [[names[int(p.argmax())], *p.tolist()] for p in values]
+    if task.name == "binary":
+        labels = class_names or ["0", "1"]
+        return [[labels[int(p >= 0.5)], float(p)] for p in values]
+    return [[float(v)] if values.ndim == 1 else v.reshape(-1).tolist() for v in values]
+
+
+class PredictionFile:
+    """Write ``predictions.csv`` / ``.jsonl`` batch by batch (a ``BasePredictionWriter``)."""
+
+    @staticmethod
+    def writer(path: Path, output_format: str, ids: list[str], task, class_names, width: int):
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        header = ["id", *columns(task, class_names, width)]
+
+        class Writer(BasePredictionWriter):
+            def __init__(self):
+                super().__init__(write_interval="batch")
+                self.file = None
+                self.offset = 0
+                self.count = 0
+
+            def on_predict_start(self, trainer, pl_module):
+                self.file = open(path, "w", newline="")  # noqa: SIM115 - closed at predict end
+                if output_format == "csv":
+                    self.csv = csv.writer(self.file)
+                    self.csv.writerow(header)
+
+            def write_on_batch_end(
+                self,
+                trainer,
+                pl_module,
+                prediction,
+                batch_indices,
+                batch,
+                batch_idx,
+                dataloader_idx=0,
+            ):
+                for row in rows(task, prediction, class_names):
+                    record = [ids[self.offset], *row]
+                    self.offset += 1
+                    if output_format == "csv":
+                        self.csv.writerow(record)
+                    else:
+                        self.file.write(json.dumps(dict(zip(header, record, strict=True))) + "\n")
+                self.count = self.offset
+
+            def on_predict_end(self, trainer, pl_module):
+                self.file.close()
+
+        return Writer()
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Predict with the model of ``cfg.ckpt_path`` on ``cfg.input``; write the predictions."""
+    from descentlab.run.evaluate import check_source
+
+    source = check_source(cfg.ckpt_path)
+    output_format = cfg.get("output_format", "csv")
+    if output_format not in FORMATS:
+        raise ConfigError("output_format", output_format, " or ".join(FORMATS))
+    from descentlab.config.validate import validate
+
+    checked = cfg.copy()
+    with open_dict(checked):
+        checked.ckpt_path = None
+    validate(checked)
+    import lightning as L
+    from hydra.utils import instantiate
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from descentlab.run.build import building
+    from descentlab.run.console import tidy_console
+    from descentlab.run.outputs import print_table, write_metrics
+    from descentlab.storage.loading import load
+
+    tidy_console()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = load(source, model_cfg=cfg.model)
+    data_config, class_names = recorded(source)
+    batch_size = int(cfg.data.get("eval_batch_size") or 256)
+    given = cfg.get("input")
+    if given is None:
+        with building("data"):
+            datamodule = instantiate(cfg.data)
+        datamodule.setup("test")
+        if not hasattr(datamodule, "splits"):
+            raise ConfigError(
+                "input",
+                None,
+                "a folder or array file for this data (its test split is not in memory)",
+            )
+        x = datamodule.splits["test"][0]
+        ids, dataset, shape = [str(i) for i in range(len(x))], TensorDataset(x), tuple(x.shape[1:])
+        where = "the test split"
+    else:
+        path = Path(str(given))
+        if not path.exists():
+            raise ConfigError("input", str(path), "an existing folder of images or array file")
+        where = f"input={path}"
+        if path.is_dir():
+            ids, dataset = image_inputs(path, data_config)
+            shape = tuple(dataset[0][0].shape)
+        else:
+            ids, x = array_inputs(path)
+            dataset, shape = TensorDataset(x), tuple(x.shape[1:])
+    check_shape(module, shape, where)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = output_dir / f"predictions.{output_format}"
+    task = module.task
+    width = task.outputs or 1
+    writer = PredictionFile.writer(out, output_format, ids, task, class_names, width)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.get("accelerator", "auto"),
+        devices=1,
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size)
+    trainer.predict(module, loader, return_predictions=False)
+    summary = {
+        "predictions": str(out),
+        "rows": writer.count,
+        "task": task.name,
+        "ckpt_path": source,
+        "input": str(given) if given is not None else "test split",
+        "status": "completed",
+    }
+    write_metrics(output_dir / "metrics.json", summary)
+    print_table(summary, output_dir / "metrics.json", title=f"predictions of {source}")
+    return summary
+
+
+def main(cfg: DictConfig) -> None:
+    """Hydra task: predict, and end as ``train.py`` does (:func:`descentlab.run.exits.run_task`)."""
+    from descentlab.run.exits import run_task
+
+    run_task(lambda: run(cfg), cfg, metric=None)
+
+
+__all__ = ["main", "run"]
+_ = OmegaConf  # the config types used in annotations
