@@ -1,0 +1,146 @@
+"""``python predict.py ckpt_path=RUN input=PATH``: one row per input, through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from descentlab import api
+from helpers.cli import one_error_line, read_metrics, run_cli
+from helpers.fake_files import write_image_folder
+
+QUIET = ["callbacks.progress_bar=null", "logger=none"]
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def predict(args, tmp_path, name="pred", check=True):
+    return run_cli(
+        [*args, f"hydra.run.dir={tmp_path / name}"], script_name="predict.py", check=check
+    )
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A model trained on an image folder of three classes named by words."""
+    base = tmp_path_factory.mktemp("images")
+    root = write_image_folder(base / "train", per_class=12, size=16, classes=[0, 1, 7])
+    for digit, word in (("0", "zero"), ("1", "one"), ("7", "seven")):
+        (root / digit).rename(root / word)
+    run_cli(
+        [
+            "data=image_folder",
+            f"data.root={root}",
+            "data.image_size=16",
+            "data.num_workers=0",
+            "trainer.max_epochs=2",
+            *QUIET,
+            f"hydra.run.dir={base / 'run'}",
+        ]
+    )
+    return base
+
+
+@pytest.mark.slow
+def test_a_flat_folder_of_new_images_gets_one_row_each_named_by_the_training_classes(
+    image_run, tmp_path
+):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    source = write_image_folder(tmp_path / "new", per_class=3, size=16, classes=[0, 1, 7], seed=5)
+    for i, path in enumerate(sorted(source.rglob("*.png"))):
+        shutil.copy(path, flat / f"img_{i:02d}.png")  # no class folders: unlabelled
+    predict(
+        [
+            f"ckpt_path={image_run / 'run'}",
+            f"input={flat}",
+            "data=image_folder",
+            f"data.root={image_run / 'train'}",
+        ],
+        tmp_path,
+    )
+    rows = read_csv(tmp_path / "pred" / "predictions.csv")
+    files = sorted(flat.glob("*.png"))
+    assert [r["id"] for r in rows] == [str(f) for f in files]
+    assert set(rows[0]) == {"id", "predicted", "p_one", "p_seven", "p_zero"}
+    # the same images, preprocessed independently (resize 18 = 16·8/7, centre crop 16,
+    # ImageNet statistics), through api.predict
+    transform = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(18, antialias=True),
+            v2.CenterCrop(16),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    x = torch.stack([transform(Image.open(f).convert("RGB")) for f in files])
+    probabilities = api.predict(api.load(image_run / "run"), x)
+    names = ["one", "seven", "zero"]  # ImageFolder's sorted class folders
+    assert [r["predicted"] for r in rows] == [names[int(i)] for i in probabilities.argmax(1)]
+    ours = torch.tensor([[float(r[f"p_{n}"]) for n in names] for r in rows])
+    assert torch.allclose(ours, probabilities.double().float(), atol=1e-5)
+    assert read_metrics(tmp_path / "pred")["rows"] == len(files)
+
+
+def test_regression_values_of_an_array_file_equal_api_predict(tmp_path):
+    run_cli(
+        [
+            "task=regression",
+            "data=teacher",
+            "data.samples=200",
+            "trainer.max_epochs=2",
+            *QUIET,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
+    x = np.random.default_rng(0).standard_normal((13, 10)).astype(np.float64)
+    np.savez(tmp_path / "new.npz", x=x)  # no y: new data
+    predict(
+        [f"ckpt_path={tmp_path / 'run'}", f"input={tmp_path / 'new.npz'}", "output_format=jsonl"],
+        tmp_path,
+    )
+    lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["id"] for r in records] == [str(i) for i in range(13)]
+    expected = api.predict(api.load(tmp_path / "run"), x)
+    assert torch.allclose(torch.tensor([r["value"] for r in records]).float(), expected, atol=1e-6)
+
+
+def test_the_test_split_by_default_with_digit_names(tmp_path):
+    run_cli(["trainer.max_epochs=1", "debug=limit", *QUIET, f"hydra.run.dir={tmp_path / 'run'}"])
+    predict([f"ckpt_path={tmp_path / 'run'}"], tmp_path)
+    rows = read_csv(tmp_path / "pred" / "predictions.csv")
+    assert len(rows) == 359 and {r["predicted"] for r in rows} <= {str(d) for d in range(10)}
+
+
+def test_inputs_that_do_not_fit_are_one_line(tmp_path):
+    run_cli(["trainer.max_epochs=1", "debug=limit", *QUIET, f"hydra.run.dir={tmp_path / 'run'}"])
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 65)))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "a.png")
+    cases = {
+        "wide.npz": "inputs of shape [65], the model takes [1, 8, 8]",
+        "imgs": "a folder of images needs a model trained on data=image_folder",
+        "nowhere": "input='",
+    }
+    for i, (name, words) in enumerate(cases.items()):
+        proc = predict(
+            [f"ckpt_path={tmp_path / 'run'}", f"input={tmp_path / name}"],
+            tmp_path,
+            f"p{i}",
+            check=False,
+        )
+        assert words in one_error_line(proc)
