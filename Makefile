@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 NBSTAMP  := $(VENV)/.installed-notebooks
-LINTED   := src tests benchmarks notebooks/*.py notebooks/solutions train.py eval.py
+LINTED   := src tests benchmarks notebooks/*.py notebooks/solutions train.py eval.py predict.py
 
 .PHONY: install install-dev train test test-fast test-for lint bench bench-folder notebooks lab clean
 
