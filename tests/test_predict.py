@@ -144,3 +144,18 @@ def test_inputs_that_do_not_fit_are_one_line(tmp_path):
             check=False,
         )
         assert words in one_error_line(proc)
+
+
+@pytest.mark.slow
+def test_an_unreadable_file_is_one_line_or_skipped_with_a_count(image_run, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, path in enumerate(sorted((image_run / "train").rglob("*.png"))[:3]):
+        shutil.copy(path, flat / f"{i}.png")
+    (flat / "junk.png").write_bytes(b"not an image")
+    run = [f"ckpt_path={image_run / 'run'}", f"input={flat}"]
+    line = one_error_line(predict(run, tmp_path, "stop", check=False))
+    assert "junk.png: not a readable image" in line and "on_bad_image=skip" in line
+    proc = predict([*run, "on_bad_image=skip"], tmp_path, "skip")
+    assert "skipped 1 unreadable image file(s) of 4" in proc.stderr
+    assert len(read_csv(tmp_path / "skip" / "predictions.csv")) == 3

@@ -48,12 +48,19 @@ def recorded(source: str) -> tuple[dict | None, list[str] | None]:
     return (checkpoint.get(CONFIG_KEY) or {}).get("data"), checkpoint.get(CLASS_NAMES_KEY)
 
 
-def image_inputs(folder: Path, data_config: dict | None):
+def image_inputs(folder: Path, data_config: dict | None, on_bad_image: str = "error"):
     """``(ids, dataset)`` for every image file under ``folder``, with the evaluation transform
-    of the training data (an image-folder run's recorded preprocessing)."""
+    of the training data (an image-folder run's recorded preprocessing). A file that is not
+    an image stops the command in one line naming it, or (``on_bad_image=skip``) is left
+    out with a count: it gets no row."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from descentlab.data.image_folder import ImageFiles, build_transforms, preprocessing
+    from descentlab.data.image_folder import (
+        ImageFiles,
+        build_transforms,
+        drop_unreadable,
+        preprocessing,
+    )
 
     if not data_config or not str(data_config.get("_target_", "")).endswith(
         "ImageFolderDataModule"
@@ -69,6 +76,14 @@ def image_inputs(folder: Path, data_config: dict | None):
     )
     if not files:
         raise DataError(f"input={folder}: no image files ({', '.join(IMG_EXTENSIONS)})")
+    if on_bad_image not in ("error", "skip"):
+        raise ConfigError("on_bad_image", on_bad_image, "error or skip")
+    try:
+        files = [path for path, _ in drop_unreadable([(f, -1) for f in files], on_bad_image)]
+    except DataError as err:  # the data group's key is not this command's: name ours
+        raise DataError(str(err).replace("data.on_bad_image", "on_bad_image")) from None
+    if not files:
+        raise DataError(f"input={folder}: no readable image file")
     prep = preprocessing(
         data_config.get("arch"),
         data_config.get("weights"),
@@ -235,7 +250,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError("input", str(path), "an existing folder of images or array file")
         where = f"input={path}"
         if path.is_dir():
-            ids, dataset = image_inputs(path, data_config)
+            ids, dataset = image_inputs(path, data_config, cfg.get("on_bad_image", "error"))
             shape = tuple(dataset[0][0].shape)
         else:
             ids, x = array_inputs(path)
