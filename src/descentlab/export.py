@@ -26,7 +26,8 @@ format's own loader, run on random batches of :data:`CHECK_BATCHES` rows (the ex
 :data:`TRACE_BATCH` rows) and compared with the eager model; it replaces the destination
 only when every output is within ``atol + rtol·|eager|`` (:data:`ATOL`, :data:`RTOL`).
 ``export.json`` in the destination's folder records, per exported file, the format, the
-input shape, what the output means, the tolerance and the largest difference measured.
+input shape, what the output means, the tolerance, the largest difference measured and
+``run_card``, the ``run.json`` of the run the model came from (when there is one).
 
 ``model.net.ops=optable`` (layers made of ``torch.autograd.Function`` objects) exports to
 ``onnx`` and ``export``, which trace through a Function's forward; TorchScript cannot save a
@@ -304,6 +305,7 @@ def export(
     import torch
 
     from descentlab.api import load
+    from descentlab.run.card import card_of
 
     module = load(source)
     net, task = module.net, module.task
@@ -364,6 +366,8 @@ def export(
             },
             "torch": torch.__version__,
         }
+        if (run_card := card_of(source)) is not None:  # the card of the run that trained it
+            record["run_card"] = run_card
         write_record(path.parent / "export.json", record)
         written.append((path, record))
     if refused:

@@ -2,7 +2,8 @@
 
 The model comes from PATH (see :func:`descentlab.storage.loading.load`), the data, trainer and
 seed from the config, so ``data=...`` tests the same model on other data. ``metrics.json``
-holds ``test/*``, ``ckpt_path`` (what was tested) and ``status``.
+holds ``test/*``, ``ckpt_path`` (what was tested), ``status`` and ``run_card``, the
+``run.json`` of the run that trained the model (when there is one).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from descentlab.run.build import building
+    from descentlab.run.card import card_of
     from descentlab.run.console import tidy_console
     from descentlab.run.outputs import print_table, scalar, task_fields, write_metrics
     from descentlab.storage.loading import load
@@ -74,6 +76,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(ckpt_path=source, status="completed", **task_fields(module))
+    if (run_card := card_of(source)) is not None:  # the card of the run that trained it
+        metrics["run_card"] = run_card
     if trainer.is_global_zero:
         output = Path(cfg.paths.output_dir) / "metrics.json"
         write_metrics(output, metrics)

@@ -54,9 +54,11 @@ def run_task(
     work: Callable[[], dict[str, Any]],
     cfg: DictConfig,
     metric: str | Callable[[dict[str, Any]], str] | None,
+    card: bool = False,
 ) -> float | None:
     """Run ``work()``; end as the module docstring says; return its ``metric`` for Hydra's
-    sweepers (``optimized_metric``; a function of the metrics names it), or None."""
+    sweepers (``optimized_metric``; a function of the metrics names it), or None. ``card``:
+    a job recorded here gets its run card too (``train.py``'s)."""
     from descentlab.run import job
     from descentlab.run.outputs import write_metrics
     from descentlab.run.run_dir import remove_if_empty
@@ -92,10 +94,16 @@ def run_task(
             file=sys.stderr,
         )
         if not (output_dir / "metrics.json").is_file():
+            failed = {"status": "failed", "reason": reason}
             try:
-                write_metrics(output_dir / "metrics.json", {"status": "failed", "reason": reason})
+                write_metrics(output_dir / "metrics.json", failed)
             except OSError:
                 pass
+            else:
+                if card:
+                    from descentlab.run.card import write as write_card
+
+                    write_card(cfg, failed)
         return None
     finally:
         leave_process_group()

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from descentlab.errors import DivergenceError, RunInterrupted, failure_reason
+from descentlab.run import card
 from descentlab.run.outputs import finish_loggers, task_fields, write_metrics
 
 
@@ -51,7 +52,8 @@ def recorded(
     """
     trainer = parts.trainer
     try:
-        yield
+        with card.timed(parts):  # the phase's seconds, for the run card
+            yield
     except SystemExit:
         if not trainer.interrupted:
             raise
@@ -59,7 +61,9 @@ def recorded(
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
         reason = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
         if trainer.is_global_zero:
-            write_metrics(parts.output_dir / "metrics.json", on_signal(reason))
+            stopped = on_signal(reason)
+            write_metrics(parts.output_dir / "metrics.json", stopped)
+            card.write(parts.cfg, stopped, parts)
         raise RunInterrupted(reason, signum=signum) from None
     except Exception as err:
         if record_failures and trainer.is_global_zero:
@@ -74,6 +78,7 @@ def recorded(
             try:
                 finish_loggers(parts.loggers, summary=failed, hparams=parts.hparams)
                 write_metrics(parts.output_dir / "metrics.json", failed)
+                card.write(parts.cfg, failed, parts)
             except OSError:
                 pass
         raise

@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from descentlab.errors import RunInterrupted
-    from descentlab.run import kept, outcome, outputs
+    from descentlab.run import card, kept, outcome, outputs
     from descentlab.run.build import build
     from descentlab.run.console import tidy_console
     from descentlab.run.runtime import configure_torch
@@ -82,6 +82,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             outputs.write_metrics(parts.output_dir / "metrics.json", metrics)
             outputs.print_table(metrics, parts.output_dir / "metrics.json")
+            card.write(cfg, metrics, parts)  # run.json, card.md: the run's facts
     if stop.signum is not None:
         raise RunInterrupted(
             f"SIGTERM came as training ended: the run finished ({status}); exiting as stopped",
@@ -98,4 +99,4 @@ def main(cfg: DictConfig) -> float | None:
         """``optimized_metric``, else the task's objective (recorded in the metrics)."""
         return cfg.get("optimized_metric") or metrics.get("objective")
 
-    return run_task(lambda: run(cfg), cfg, metric=objective)
+    return run_task(lambda: run(cfg), cfg, metric=objective, card=True)
