@@ -190,6 +190,24 @@ MISMATCHES = {
         ["task=binary", "task.loss=hinge"],
         "task.loss='hinge' is invalid",
     ),
+    # found by a hostile pass: a higher-is-better monitor kept with mode min kept the worst
+    # epoch, silently; a test/* monitor crashed after the first epoch
+    "a monitor against its direction": (
+        ["task.monitor=val/acc"],
+        "task.mode='min' is invalid: max (higher val/acc is better)",
+    ),
+    "an early-stopping monitor against its direction": (
+        ["task=regression", "data=teacher", "callbacks.early_stopping.monitor=val/r2"],
+        "callbacks.early_stopping.mode='min' is invalid: max (higher val/r2 is better)",
+    ),
+    "a test metric as monitor": (
+        ["task.monitor=test/acc", "task.mode=max"],
+        "task.monitor='test/acc' is invalid: a metric the classification task logs while training",
+    ),
+    "a regression split of one sample": (
+        ["task=regression", "data=teacher", "data.samples=5"],
+        "the val split: 1 sample(s); each split needs at least 2",
+    ),
 }
 
 
@@ -254,3 +272,45 @@ def test_arrays_regression_reads_targets_with_several_values(tmp_path):
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "completed" and math.isfinite(metrics["test/r2"])
     assert api.load(tmp_path / "run").net[-1].out_features == 3
+
+
+@pytest.mark.slow
+def test_a_binary_ddp_run_loads_again(tmp_path):
+    """Found by a hostile pass: AUROC's scores, synced across ranks into one tensor, were
+    saved in the checkpoint and could not be put back into the fresh metric's list."""
+    args = [*TASK_RUNS["binary_squared"], *QUIET, "trainer.max_epochs=1", "trainer=ddp_cpu"]
+    run_cli([*args, f"hydra.run.dir={tmp_path}"])
+    module = api.load(tmp_path / "checkpoints" / "last.ckpt")
+    assert module.task.name == "binary"
+    run_cli([*args, "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={tmp_path}"])
+    assert read_metrics(tmp_path)["epochs"] == 2
+
+
+def test_a_binary_split_with_one_class_is_refused(tmp_path):
+    """AUROC is undefined on one class (torchmetrics reported 0.0): every split needs both."""
+    y = np.zeros(40, dtype=bool)
+    y[[0, 1, 2, 3, 4, 5, 30, 31]] = True  # seeded split: some split gets a single class
+    x = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    np.savez(tmp_path / "rare.npz", x=x, y=y)
+    ok = [seed for seed in range(40) if _split_has_one_class(tmp_path / "rare.npz", seed)]
+    assert ok, "no seed gives a one-class split"
+    proc = run_cli(
+        [
+            "task=binary",
+            "data=arrays",
+            f"data.path={tmp_path / 'rare.npz'}",
+            f"seed={ok[0]}",
+            *QUIET,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+    )
+    assert "a classifier needs at least two classes" in one_error_line(proc)
+
+
+def _split_has_one_class(path, seed) -> bool:
+    from descentlab.data import ArraysDataModule
+
+    data = ArraysDataModule(str(path), seed=seed, num_classes=2)
+    data.setup("fit")
+    return any(len(set(y.tolist())) < 2 for _x, y in data.splits.values())

@@ -80,3 +80,16 @@ def test_a_plus_from_habit_says_to_drop_it(tmp_path):
         "descentlab: error: trainer.max_steps is in the config already: set it without the +, "
         "trainer.max_steps=VALUE"
     )
+
+
+def test_a_max_steps_stop_resumes_to_the_uninterrupted_run(tmp_path):
+    """Found by a hostile pass: a run cut mid-epoch by max_steps saved an end-of-epoch state,
+    so a resume skipped the rest of that epoch and recorded no validation."""
+    common = ["trainer.max_epochs=2", *QUIET]
+    run_cli([*common, f"hydra.run.dir={tmp_path / 'whole'}"])
+    run_cli([*common, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'cut'}"])
+    assert read_metrics(tmp_path / "cut")["status"] == "max_steps"
+    run_cli([*common, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'cut'}"])
+    whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "cut")
+    assert resumed["global_step"] == whole["global_step"] == 38
+    assert resumed["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-5)

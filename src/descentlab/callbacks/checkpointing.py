@@ -35,15 +35,27 @@ class LastCheckpoint(ModelCheckpoint):
         self.step_interval = every_n_train_steps or 0
         self.epoch_interval = every_n_epochs or 0
         self._deferred = False
+        self._cut_short = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if 0 < trainer.max_steps <= trainer.global_step and not last_batch:
+            # trainer.max_steps ends training mid-epoch: save this mid-epoch state (a resume
+            # with a larger max_steps continues with the next batch), not the end-of-epoch
+            # one, which would mark the epoch done and skip the rest of it on resume
+            trainer.save_checkpoint(self.format_checkpoint_name({}), self.save_weights_only)
+            self._cut_short = True
+            return
+        if last_batch:
             due = self.step_interval > 0 and trainer.global_step % self.step_interval == 0
             self._deferred = self._deferred or due
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._cut_short:  # saved at the cut (above): this epoch did not end
+            self._cut_short = False
+            return
         super().on_train_epoch_end(trainer, pl_module)
         deferred, self._deferred = self._deferred, False
         epoch_save_due = (

@@ -340,7 +340,8 @@ class TaskModule(L.LightningModule):
                 saved[name] = {
                     k: v.detach().clone()
                     for k, v in metric.metric_state.items()
-                    if isinstance(v, Tensor)  # list states (AUROC's scores) are not kept
+                    # list states (AUROC's scores) are not kept: synced, they are one tensor
+                    if isinstance(v, Tensor) and not isinstance(metric._defaults.get(k), list)
                 }
         checkpoint[self.CHECKPOINT_KEY] = saved
 
@@ -367,8 +368,9 @@ class TaskModule(L.LightningModule):
         for name, states in saved.items():
             metric = metrics.get(name)
             for key, value in states.items():
-                if metric is not None and hasattr(metric, key):
-                    setattr(metric, key, value.to(getattr(metric, key).device))
+                current = getattr(metric, key, None) if metric is not None else None
+                if isinstance(current, Tensor):  # a list state (AUROC's scores) is not restored
+                    setattr(metric, key, value.to(current.device))
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -186,23 +186,37 @@ def build_task(cfg: DictConfig, datamodule):
 
 
 def check_monitors(cfg: DictConfig, task) -> None:
-    """Every callback's ``monitor`` and the ``optimized_metric`` name a metric the task logs
-    (else Lightning fails inside fit, after the first epoch)."""
-    logged = task.logged()
-    wanted = [
-        (f"callbacks.{name}.monitor", node.get("monitor"))
-        for name, node in (cfg.get("callbacks") or {}).items()
-        if isinstance(node, DictConfig) and node.get("monitor") is not None
-    ]
-    wanted.append(("optimized_metric", cfg.get("optimized_metric")))
-    for key, metric in wanted:
-        if (
-            metric is not None
-            and metric not in logged
-            and not str(metric).startswith(("diag/", "verify/", "train/penalty"))
-        ):
+    """Every callback's ``monitor`` names a metric the task logs while training, with the
+    ``mode`` its direction calls for, and ``optimized_metric`` one it logs (else Lightning
+    fails inside fit, or silently keeps the worst epoch)."""
+    from descentlab.tasks.base import BETTER
+
+    extras = ("diag/", "verify/", "train/penalty")
+    monitorable = task.monitorable()
+    for name, node in (cfg.get("callbacks") or {}).items():
+        metric = node.get("monitor") if isinstance(node, DictConfig) else None
+        if metric is None or str(metric).startswith(extras):
+            continue
+        if metric not in monitorable:
             raise ConfigError(
-                key, metric, f"a metric the {task.name} task logs: {', '.join(logged)}"
+                f"callbacks.{name}.monitor",
+                metric,
+                f"a metric the {task.name} task logs while training: {', '.join(monitorable)}",
+            )
+        direction, mode = task.mode_of(metric), node.get("mode", "min")
+        if mode != direction:
+            raise ConfigError(
+                f"callbacks.{name}.mode",
+                mode,
+                f"{direction} ({BETTER[direction]} {metric} is better)",
+            )
+    objective = cfg.get("optimized_metric")
+    if objective is not None and objective not in task.logged():
+        if not str(objective).startswith(extras):
+            raise ConfigError(
+                "optimized_metric",
+                objective,
+                f"a metric the {task.name} task logs: {', '.join(task.logged())}",
             )
 
 

@@ -28,6 +28,7 @@ from descentlab.rules import TASK, checked
 from descentlab.tasks.modes import METRIC_MODES
 
 STAGES = ("train", "val", "test")
+BETTER = {"min": "lower", "max": "higher"}
 
 
 class Task:
@@ -56,11 +57,24 @@ class Task:
     ):
         self.outputs = outputs
         objective = objective or self.default_objective
-        for key, value in (("monitor", monitor), ("objective", objective)):
-            if value not in self.logged():
-                raise ParameterError(
-                    key, value, f"a metric the {self.name} task logs: " + ", ".join(self.logged())
-                )
+        if monitor not in self.monitorable():
+            raise ParameterError(
+                "monitor",
+                monitor,
+                f"a metric the {self.name} task logs while training: "
+                + ", ".join(self.monitorable()),
+            )
+        if objective not in self.logged():
+            raise ParameterError(
+                "objective",
+                objective,
+                f"a metric the {self.name} task logs: " + ", ".join(self.logged()),
+            )
+        direction = self.mode_of(monitor)
+        if mode != direction:
+            raise ParameterError(
+                "mode", mode, f"{direction} ({BETTER[direction]} {monitor} is better)"
+            )
         self.monitor, self.mode, self.objective = monitor, mode, objective
 
     # -- names --------------------------------------------------------------------------
@@ -68,6 +82,11 @@ class Task:
         """Every ``stage/metric`` the task logs, plus ``gap/loss`` (val − train loss)."""
         names = [f"{stage}/{metric}" for stage in STAGES for metric in self.metric_names]
         return [*names, "gap/loss"]
+
+    def monitorable(self) -> list[str]:
+        """What checkpoints and early stopping can follow: ``train/*``, ``val/*``, ``gap/loss``
+        (``test/*`` comes after training)."""
+        return [m for m in self.logged() if not m.startswith("test/")]
 
     def mode_of(self, metric: str) -> str:
         """``min`` or ``max`` for one of :meth:`logged`."""

@@ -83,7 +83,8 @@ class Binary(Task):
         return torch.sigmoid(output.reshape(-1))  # -1, not len(): an export keeps N dynamic
 
     def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
-        check_labels_of(y, where, 2, training)
+        # both labels in every split: AUROC is undefined on one class (torchmetrics says 0)
+        check_labels_of(y, where, 2, training=True)
 
     def data_outputs(self, datamodule) -> int | None:
         return 1 if getattr(datamodule, "num_classes", 2) == 2 else None

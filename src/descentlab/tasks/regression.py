@@ -55,6 +55,11 @@ class Regression(Task):
         return output.squeeze(-1) if output.shape[-1] == 1 else output
 
     def check_targets(self, y: Tensor, where: str, training: bool = True) -> None:
+        if len(y) < 2:  # R² (and a mean over the split) needs two samples
+            raise DataError(
+                f"{where}: {len(y)} sample(s); each split needs at least 2 (more data, or other "
+                "data.val_fraction / data.test_fraction)"
+            )
         if not y.is_floating_point():
             raise DataError(
                 f"{where}: the targets are {y.dtype}, integer labels; task=regression needs "
