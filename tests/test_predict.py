@@ -91,7 +91,9 @@ def test_a_flat_folder_of_new_images_gets_one_row_each_named_by_the_training_cla
     assert [r["predicted"] for r in rows] == [names[int(i)] for i in probabilities.argmax(1)]
     ours = torch.tensor([[float(r[f"p_{n}"]) for n in names] for r in rows])
     assert torch.allclose(ours, probabilities.double().float(), atol=1e-5)
-    assert read_metrics(tmp_path / "pred")["rows"] == len(files)
+    summary = read_metrics(tmp_path / "pred")
+    assert summary["rows"] == len(files)
+    assert summary["run_card"] == str(image_run / "run" / "run.json")  # where the model came from
 
 
 def test_regression_values_of_an_array_file_equal_api_predict(tmp_path):

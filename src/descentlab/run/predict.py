@@ -9,7 +9,9 @@ the inputs from ``input``:
 - a ``.npz``/``.pt`` file with an array ``x`` (N, ...) (``y`` is not needed);
 - nothing (``input=null``): the test split of the configured data.
 
-It writes ``predictions.csv`` (or ``.jsonl``: ``output_format=jsonl``) in the run dir: the
+Its ``metrics.json`` names the predictions file, the rows, and ``run_card``, the ``run.json``
+of the run that trained the model. It writes ``predictions.csv`` (or ``.jsonl``:
+``output_format=jsonl``) in the run dir: the
 input's id (the file's path, or the row), then for a classifier the predicted class by the
 training data's names and one probability column per class, for a binary task the
 probability of class 1 and the predicted label, for a regression the predicted values.
@@ -281,6 +283,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "input": str(given) if given is not None else "test split",
         "status": "completed",
     }
+    from descentlab.run.card import card_of
+
+    if (run_card := card_of(source)) is not None:  # the card of the run that trained it
+        summary["run_card"] = run_card
     write_metrics(output_dir / "metrics.json", summary)
     print_table(summary, output_dir / "metrics.json", title=f"predictions of {source}")
     return summary
