@@ -62,7 +62,8 @@ BAD_VALUES = [
     (["data.classes=[true,false]"], ["data.classes=[True, False]", "class ids"]),
     # values only the built object can judge: one line naming the config node
     (["trainer.precision=7"], ["trainer", "cannot be built", "precision"]),
-    (["callbacks.early_stopping.mode=up"], ["callbacks", "cannot be built"]),
+    # checked against the monitor's direction before the callbacks are built
+    (["callbacks.early_stopping.mode=up"], ["callbacks.early_stopping.mode='up'", "min"]),
     (["data.augment=foo"], ["data.augment='foo'", "null or a transform config"]),
     (["model.scheduler=foo"], ["model.scheduler='foo'", "null or a scheduler config"]),
     # a NaN initializer is blamed, not the learning rate

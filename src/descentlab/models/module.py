@@ -340,8 +340,9 @@ class TaskModule(L.LightningModule):
                 saved[name] = {
                     k: v.detach().clone()
                     for k, v in metric.metric_state.items()
-                    # list states (AUROC's scores) are not kept: synced, they are one tensor
-                    if isinstance(v, Tensor) and not isinstance(metric._defaults.get(k), list)
+                    # (a list state, AUROC's scores, synced into one tensor, is saved but not
+                    # put back: on_load_checkpoint restores tensor states only)
+                    if isinstance(v, Tensor)
                 }
         checkpoint[self.CHECKPOINT_KEY] = saved
 

@@ -204,6 +204,8 @@ def check_monitors(cfg: DictConfig, task) -> None:
                 f"a metric the {task.name} task logs while training: {', '.join(monitorable)}",
             )
         direction, mode = task.mode_of(metric), node.get("mode", "min")
+        if mode not in BETTER:
+            raise ConfigError(f"callbacks.{name}.mode", mode, "min or max")
         if mode != direction:
             raise ConfigError(
                 f"callbacks.{name}.mode",
