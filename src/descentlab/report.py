@@ -15,7 +15,7 @@ a regularizer adds, may differ); otherwise one line says which runs differ. They
 ``--metric``, by default the runs' own objective (``val/acc`` for classification and
 binary, ``val/loss`` for regression; ``val/acc`` for runs from before tasks), in the
 direction ``--mode`` or else the objective's (``objective_mode``) or else the metric's
-(:data:`descentlab.tasks.modes.METRIC_MODES`). NaN ranks last, runs that did not finish
+(:data:`descentlab.rules.METRIC_MODES`). NaN ranks last, runs that did not finish
 after the finished ones.
 
 Writes into ``--out`` (default ``FIRST_DIR/report``):
@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
-import importlib.util
 import json
 import math
 import re
@@ -78,24 +76,11 @@ DIAGNOSTICS = {
 DIAGNOSTIC = re.compile(r"^diag/(grad_norm|act_var)/layer_(\d+)$")
 
 
-@functools.cache
-def _task_modes():
-    """:mod:`descentlab.tasks.modes`, the one table of which way each metric is better.
-
-    Loaded from its file: importing it by name runs ``descentlab/tasks/__init__.py``,
-    which imports the tasks and with them torch (seconds, and a report needs none)."""
-    if "descentlab.tasks.modes" in sys.modules:
-        return sys.modules["descentlab.tasks.modes"]
-    path = Path(__file__).parent / "tasks" / "modes.py"
-    spec = importlib.util.spec_from_file_location("descentlab.tasks.modes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def mode_of(metric: str) -> str | None:
     """``min`` or ``max`` for a known metric name (``val/mse``: min), else None."""
-    return _task_modes().mode_of(metric, None)
+    from descentlab.rules import mode_of as rule_mode_of
+
+    return rule_mode_of(metric, None)
 
 
 @dataclass
@@ -378,7 +363,7 @@ def resolve_ranking(
 ) -> tuple[str, str]:
     """The metric to rank by (``--metric``, else the runs' objective) and which way is better:
     ``--mode``, else the objective's recorded mode when ranking by it, else the metric's own
-    (:data:`descentlab.tasks.modes.METRIC_MODES`)."""
+    (:data:`descentlab.rules.METRIC_MODES`)."""
     metric = metric or objective_of(runs)
     mode = mode or objective_mode(runs, metric) or mode_of(metric)
     if mode not in ("min", "max"):
@@ -397,7 +382,9 @@ def metric_names(runs: list[Run], keys) -> list[str]:
             match = STAGE_METRIC.match(key)
             if match and match.group(2) not in seen:
                 seen.append(match.group(2))
-    order = list(_task_modes().METRIC_MODES)
+    from descentlab.rules import METRIC_MODES
+
+    order = list(METRIC_MODES)
     return sorted(seen, key=lambda n: (order.index(n) if n in order else len(order), seen.index(n)))
 
 

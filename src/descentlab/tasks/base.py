@@ -6,7 +6,7 @@ report need not know which kind of model they train:
 - the loss ℓ(ŷ, y) (:meth:`Task.loss`; with ``model.net.ops=optable`` built from the
   lecture's op table, :meth:`Task.op_loss`),
 - the metrics it logs per epoch (:meth:`Task.new_metrics`, names in :attr:`Task.metric_names`,
-  which way each is better in :data:`descentlab.tasks.modes.METRIC_MODES`),
+  which way each is better in :data:`descentlab.rules.METRIC_MODES`),
 - what targets it reads and how they are checked (:attr:`Task.targets`,
   :meth:`Task.check_targets`),
 - how a prediction is made from the network's output (:meth:`Task.predict`),
@@ -24,8 +24,7 @@ from typing import Annotated, ClassVar
 from torch import Tensor, nn
 
 from descentlab.errors import DataError, ParameterError
-from descentlab.rules import TASK, checked
-from descentlab.tasks.modes import METRIC_MODES
+from descentlab.rules import METRIC_MODES, TASK, checked
 
 STAGES = ("train", "val", "test")
 BETTER = {"min": "lower", "max": "higher"}
