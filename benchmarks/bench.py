@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import ceiling  # benchmarks/ceiling.py: the compute-bound workload
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = [
     "callbacks.progress_bar=null",
@@ -577,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
             mnist_dir, (1, 2) if tiny else (1, 4), repeats, widths=(1, 2) if tiny else (1, 2, 4)
         ),
         "image_folder": lambda: image_folder_item(tiny, repeats),
+        # the compute-bound workload: FLOP/s against this machine's matmul ceiling
+        "ceiling": lambda: ceiling.ceiling_item(tiny, repeats, device),
+        "ceiling_bf16": lambda: ceiling.ceiling_item(tiny, repeats, device, "bf16"),
+        "compile_mnist": lambda: ceiling.compile_small_item(mnist_dir, tiny, device),
         "gpu": lambda: gpu_speedup(
             mnist_dir,
             (1, 2) if tiny else (1, 3),
@@ -585,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             1024,
         ),
     }
-    skipped = {"gpu"} if device != "cuda" else set()
+    # bf16 on a CPU without bf16 matmul units is emulated (≈ 30× slower): a GPU figure
+    skipped = {"gpu", "ceiling_bf16"} if device != "cuda" else set()
     if gpu_only:
         skipped |= {"startup", "time_to_accuracy", "scaling"}
     if tiny:
@@ -635,6 +642,31 @@ def print_table(results: dict) -> None:
             "per-epoch, image folder: train.py / hand-written loop (same DataLoader)",
             get("image_folder", "ratio"),
             "<= 1.10",
+        ),
+        (
+            "wide MLP: train.py FLOP/s / matmul ceiling",
+            results.get("ceiling", {}).get("fractions_of_ceiling", {}).get("train_py", nan),
+            ">= 0.8",
+        ),
+        (
+            "wide MLP: train.py / hand-written eager loop (FLOP/s)",
+            get("ceiling", "train_py_over_hand_loop"),
+            "-",
+        ),
+        (
+            "wide MLP: train.py model.compile=true / eager",
+            get("ceiling", "compiled_over_eager_train_py"),
+            "-",
+        ),
+        (
+            "MNIST MLP: train.py model.compile=true / eager (samples/s)",
+            get("compile_mnist", "compiled_over_eager"),
+            ">= 1.0",
+        ),
+        (
+            "wide MLP, bf16 (GPU): MFU of train.py",
+            results.get("ceiling_bf16", {}).get("mfu", {}).get("train_py", nan),
+            ">= 0.40",
         ),
         ("op table step, large MLP (optable / native)", get("optable_large", "ratio"), "<= 1.3"),
         ("op table step, digits MLP (optable / native)", get("optable_digits", "ratio"), "-"),

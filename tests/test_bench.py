@@ -8,13 +8,12 @@ import pytest
 
 from helpers.cli import ROOT, run_cli
 
-# overhead_mnist is left out: it is overhead_digits' function (epoch_overhead) on another
+# startup has its own test below (2 repeats); overhead_mnist is left out: it is overhead_digits' function (epoch_overhead) on another
 # dataset, and its eight train.py processes were ~50 s of this test; `make bench` runs it.
 ITEMS = (
     "overhead_digits",
     "optable_large",
     "optable_digits",
-    "startup",
     "scaling",
     "image_folder",
 )
@@ -109,3 +108,31 @@ def test_the_start_up_item_runs_repeatedly_as_make_bench_runs_it(tmp_path):
     results = json.loads(out.read_text())
     assert results["repeats"] == 2
     assert results["startup"]["seconds"]["train.py fast_dev_run"]["n"] == 2
+    assert results["startup"]["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_the_ceiling_items_measure_train_py_against_this_machines_matmul_ceiling(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli(
+        ["--tiny", "--items", "ceiling,compile_mnist", "--out", str(out)]
+        + ["--data-dir", str(tmp_path / "data")],
+        script=ROOT / "benchmarks" / "bench.py",
+        timeout=900,
+    )
+    assert "wide MLP: train.py FLOP/s / matmul ceiling" in proc.stdout
+    results = json.loads(out.read_text())
+    item = results["ceiling"]
+    top = item["matmul_ceiling_flops_per_s"]
+    assert top > 0
+    fractions = item["fractions_of_ceiling"]
+    assert fractions["train_py"] == pytest.approx(item["train_py"]["flops_per_s"] / top)
+    assert fractions["hand_loop"] == pytest.approx(item["hand_loop_flops_per_s"] / top)
+    assert item["compiled_over_eager_train_py"] == pytest.approx(
+        item["train_py_compiled"]["flops_per_s"] / item["train_py"]["flops_per_s"]
+    )
+    assert "model.compile=true" in item["train_py_compiled"]["command"]
+    rates = results["compile_mnist"]["samples_per_s"]
+    assert results["compile_mnist"]["compiled_over_eager"] == pytest.approx(
+        rates["compiled"] / rates["eager"]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Annotated
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from descentlab.models.penalties import L2Penalty
+from descentlab.optim.fused import build_optimizer
 from descentlab.rules import MODEL, checked
 from descentlab.tasks import Classification, Task
 
@@ -64,6 +66,11 @@ class TaskModule(L.LightningModule):
         probe_epochs: linear probe, then fine-tune (LP-FT): for this many epochs only the
             head trains (a frozen, pretrained backbone), then everything does. A head fitted
             first sends the backbone useful gradients instead of a random head's noise.
+        compile: ``torch.compile`` the network (``true``: mode ``default``, or a mode such as
+            ``max-autotune``). Compiled in place (``nn.Module.compile``), so checkpoints keep
+            the eager module's keys (no ``_orig_mod.``) and load into either. Compilation
+            happens on the first training and the first validation batch; the first training
+            step's time is logged once.
         bn_stats: ``train`` (BatchNorm running statistics follow the new data) or ``frozen``
             (the backbone's BatchNorm layers stay in eval mode and keep the pretrained
             statistics: with few images per batch, batch statistics are noise). During the
@@ -88,6 +95,7 @@ class TaskModule(L.LightningModule):
         probe_epochs: Annotated[int, MODEL["probe_epochs"]] = 0,
         bn_stats: Annotated[str, MODEL["bn_stats"]] = "train",
         penalties: Mapping[str, Callable[[nn.Module], Tensor]] | None = None,
+        compile: Annotated[bool | str, MODEL["compile"]] = False,  # noqa: A002 - torch's word
     ):
         super().__init__()
         self.net = net
@@ -104,6 +112,12 @@ class TaskModule(L.LightningModule):
         if init is not None:
             # a pretrained backbone keeps its weights: only a new head is initialized
             init(net.head if hasattr(net, "backbone") else net)
+        self.compile_mode = ("default" if compile is True else compile) or None
+        if self.compile_mode:
+            # in place: the state dict keeps its keys, so resume and load_from_checkpoint of a
+            # compiled run work with or without compile (torch.compile(net) would add _orig_mod.)
+            self.net.compile(mode=self.compile_mode)
+        self._first_step_started: float | None = None
         self.task = task or Classification(outputs=getattr(net, "num_outputs", None))
         self.loss_fn = (
             self.task.op_loss if getattr(net, "ops", "native") == "optable" else self.task.loss
@@ -138,6 +152,9 @@ class TaskModule(L.LightningModule):
             kwargs["net"] = build_net(config["net"])
             kwargs.setdefault("optimizer", build_optimizer(config.get("optimizer")))
             kwargs.setdefault("task", build_task(config.get("task")))
+        # a run trained with model.compile loads eager: the weights are the same, and predict,
+        # eval and export need no compilation (onnx cannot export a compiled forward)
+        kwargs.setdefault("compile", False)
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location or "cpu", weights_only=True, **kwargs
         )
@@ -284,6 +301,21 @@ class TaskModule(L.LightningModule):
                 "normalize each batch by its own statistics (or model.bn_stats=frozen)",
             )
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.compile_mode and self._first_step_started is None:
+            self._first_step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.compile_mode and self._first_step_started and self._first_step_started > 0:
+            seconds = time.perf_counter() - self._first_step_started
+            self._first_step_started = -1.0  # reported: once per run
+            rank_zero_only(log.info)(
+                "torch.compile (mode %s): the first training step took %.1f s, compiling the "
+                "forward and backward graphs; validation compiles its own on its first batch",
+                self.compile_mode,
+                seconds,
+            )
+
     def _training_loss(self, batch) -> Tensor:
         loss = self._step("train", batch)
         if self.penalty_terms:
@@ -385,10 +417,12 @@ class TaskModule(L.LightningModule):
         if body and self.backbone_lr_ratio != 1.0:
             # two parameter groups: the head at the optimizer's lr, the backbone at a fraction
             head = [p for p in trainable if id(p) not in backbone]
-            optimizer = self.optimizer_factory(params=[{"params": head}, {"params": body}])
+            optimizer = build_optimizer(
+                self.optimizer_factory, [{"params": head}, {"params": body}]
+            )
             optimizer.param_groups[1]["lr"] *= self.backbone_lr_ratio
         else:
-            optimizer = self.optimizer_factory(params=trainable)
+            optimizer = build_optimizer(self.optimizer_factory, trainable)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

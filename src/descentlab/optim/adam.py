@@ -78,6 +78,8 @@ class Adam(LectureOptimizer):
         form: ``standard`` or ``lecture``.
         scope: where s_t is accumulated for ``form=lecture``: ``global`` (its default),
             ``tensor`` or ``coordinate``; ``form=standard`` is per coordinate.
+        foreach: ``torch._foreach_*`` over all tensors (null: for form=standard; true
+            insists) or a loop (false).
     """
 
     @checked
@@ -91,6 +93,7 @@ class Adam(LectureOptimizer):
         weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
         form: Annotated[str, OPTIMIZER["form"]] = "standard",
         scope: Annotated[str | None, OPTIMIZER["scope"]] = None,
+        foreach: Annotated[bool | None, OPTIMIZER["foreach"]] = None,
     ):
         if scope is None:
             scope = "global" if form == "lecture" else "coordinate"
@@ -109,6 +112,7 @@ class Adam(LectureOptimizer):
             "weight_decay": weight_decay,
             "form": form,
             "scope": scope,
+            "foreach": foreach,
         }
         super().__init__(params, defaults)
         if form == "lecture":
@@ -165,3 +169,29 @@ class Adam(LectureOptimizer):
             v_hat = v / (1 - mu**t)
             s_hat = s / (1 - beta**t)
             p.sub_(lr * v_hat / (s_hat.sqrt() + eps))
+
+    def supports_foreach(self, group: dict) -> bool:
+        return group["form"] == "standard"
+
+    def update_all(self, params, grads, states, group) -> None:
+        """The standard form's ``update`` over all tensors: the same operations, in order."""
+        mu, beta, eps, lr = group["mu"], group["beta"], group["eps"], group["lr"]
+        for p, state in zip(params, states, strict=True):
+            if "t" not in state:
+                state["t"] = torch.zeros((), dtype=torch.float64)
+                state["v"] = torch.zeros_like(p)
+                state["s"] = torch.zeros_like(p)
+            state["t"] += 1
+        steps = [float(state["t"]) for state in states]  # t lives on the host: no device read
+        v, s = [state["v"] for state in states], [state["s"] for state in states]
+        torch._foreach_mul_(v, mu)
+        torch._foreach_add_(v, grads, alpha=1 - mu)
+        torch._foreach_mul_(s, beta)
+        torch._foreach_addcmul_(s, grads, grads, value=1 - beta)
+        v_hat = torch._foreach_div(v, [1 - mu**t for t in steps])
+        s_hat = torch._foreach_div(s, [1 - beta**t for t in steps])
+        denominators = torch._foreach_sqrt(s_hat)
+        torch._foreach_add_(denominators, eps)
+        updates = torch._foreach_mul(v_hat, lr)
+        torch._foreach_div_(updates, denominators)
+        torch._foreach_sub_(params, updates)

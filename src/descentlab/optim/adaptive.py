@@ -57,6 +57,8 @@ class Adaptive(LectureOptimizer):
     Args:
         lr: η.  eps: ε.  weight_decay: λ, coupled (g ← ∇L + λw, torch's meaning).
         scope: ``global``, ``tensor`` or ``coordinate``, the same for every group.
+        foreach: ``torch._foreach_*`` over all tensors (null: for scope global and
+            coordinate; true insists) or a loop (false).
     """
 
     @checked
@@ -67,9 +69,17 @@ class Adaptive(LectureOptimizer):
         eps: Annotated[float, OPTIMIZER["eps"]] = 1e-10,
         weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
         scope: Annotated[str, SCOPE] = "global",
+        foreach: Annotated[bool | None, OPTIMIZER["foreach"]] = None,
     ):
         super().__init__(
-            params, {"lr": lr, "eps": eps, "weight_decay": weight_decay, "scope": scope}
+            params,
+            {
+                "lr": lr,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "scope": scope,
+                "foreach": foreach,
+            },
         )
 
     def shared_keys(self) -> tuple[str, ...]:
@@ -104,3 +114,27 @@ class Adaptive(LectureOptimizer):
             else:
                 s.add_(centered_square_norm([g]))
         adaptive_step(p, g, s, group["lr"], group["eps"])
+
+    def supports_foreach(self, group: dict) -> bool:
+        return group["scope"] in ("global", "coordinate")
+
+    def update_all(self, params, grads, states, group) -> None:
+        lr, eps = group["lr"], group["eps"]
+        steps = torch._foreach_mul(grads, lr)  # η g, then / (√s + ε) as in adaptive_step
+        if group["scope"] == "global":
+            s = self.global_state["s"]
+            torch._foreach_div_(steps, torch.where(s > 0, s.sqrt() + eps, torch.inf))
+        else:
+            for p, state in zip(params, states, strict=True):
+                if "s" not in state:
+                    state["s"] = torch.zeros_like(p)
+            sums = [state["s"] for state in states]
+            torch._foreach_addcmul_(sums, grads, grads)
+            roots = torch._foreach_sqrt(sums)
+            torch._foreach_add_(roots, eps)
+            # where s = 0 the step is 0 (adaptive_step): a division by ∞ there
+            denominators = [
+                torch.where(s > 0, r, torch.inf) for s, r in zip(sums, roots, strict=True)
+            ]
+            torch._foreach_div_(steps, denominators)
+        torch._foreach_sub_(params, steps)

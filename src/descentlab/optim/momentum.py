@@ -30,6 +30,7 @@ class Momentum(LectureOptimizer):
 
     Args:
         lr: η.  mu: μ ∈ [0, 1).  weight_decay: λ, coupled L2.
+        foreach: ``torch._foreach_*`` over all tensors (null/true) or a loop (false).
     """
 
     @checked
@@ -39,8 +40,11 @@ class Momentum(LectureOptimizer):
         lr: Annotated[float, OPTIMIZER["lr"]] = 0.1,
         mu: Annotated[float, OPTIMIZER["mu"]] = 0.9,
         weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+        foreach: Annotated[bool | None, OPTIMIZER["foreach"]] = None,
     ):
-        super().__init__(params, {"lr": lr, "mu": mu, "weight_decay": weight_decay})
+        super().__init__(
+            params, {"lr": lr, "mu": mu, "weight_decay": weight_decay, "foreach": foreach}
+        )
 
     def update(self, p, g, state, group) -> None:
         mu = group["mu"]
@@ -49,3 +53,16 @@ class Momentum(LectureOptimizer):
         v = state["v"]
         v.mul_(mu).add_(g, alpha=1 - mu)
         p.add_(v, alpha=-group["lr"])
+
+    def supports_foreach(self, group: dict) -> bool:
+        return True
+
+    def update_all(self, params, grads, states, group) -> None:
+        mu = group["mu"]
+        for p, state in zip(params, states, strict=True):
+            if "v" not in state:
+                state["v"] = torch.zeros_like(p)
+        velocities = [state["v"] for state in states]
+        torch._foreach_mul_(velocities, mu)
+        torch._foreach_add_(velocities, grads, alpha=1 - mu)
+        torch._foreach_add_(params, velocities, alpha=-group["lr"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import torch
+
 from descentlab.optim.base import LectureOptimizer
 from descentlab.rules import OPTIMIZER, checked
 
@@ -20,6 +22,7 @@ class SGD(LectureOptimizer):
     Args:
         lr: η, the learning rate.
         weight_decay: λ, coupled L2 (adds λw to the gradient).
+        foreach: one ``torch._foreach_add_`` over all tensors (null/true) or a loop (false).
 
     Equals ``torch.optim.SGD(lr=η, weight_decay=λ)`` (momentum 0).
     """
@@ -30,8 +33,15 @@ class SGD(LectureOptimizer):
         params,
         lr: Annotated[float, OPTIMIZER["lr"]] = 0.1,
         weight_decay: Annotated[float, OPTIMIZER["weight_decay"]] = 0.0,
+        foreach: Annotated[bool | None, OPTIMIZER["foreach"]] = None,
     ):
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "foreach": foreach})
 
     def update(self, p, g, state, group) -> None:
         p.add_(g, alpha=-group["lr"])
+
+    def supports_foreach(self, group: dict) -> bool:
+        return True
+
+    def update_all(self, params, grads, states, group) -> None:
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
