@@ -1,12 +1,13 @@
-"""Sweeps beyond one process: Hydra's submitit launcher (local executor), SLURM requeue."""
+"""Sweeps beyond one process: Hydra's submitit launcher (local executor), the launcher configs.
+The SLURM launcher on a real cluster: tests/test_slurm.py."""
 
 from __future__ import annotations
 
-import csv
+import json
 
 import pytest
 
-from helpers.cli import read_metrics, run_cli
+from helpers.cli import one_error_line, read_metrics, run_cli
 
 QUICK = ["callbacks.progress_bar=null", "logger=csv", "trainer.max_epochs=1"]
 
@@ -37,24 +38,6 @@ def test_submitit_local_runs_the_jobs_in_parallel_processes_and_report_reads_the
     report = run_cli([str(sweep), "--out", str(tmp_path / "report")], module="descentlab.report")
     table = (tmp_path / "report" / "table.md").read_text()
     assert "optimizer=sgd" in table and "optimizer=adam" in table, report.stdout
-
-
-@pytest.mark.slow
-def test_a_requeued_slurm_job_resumes_from_its_own_last_checkpoint(tmp_path):
-    run_cli([*QUICK, f"hydra.run.dir={tmp_path}"])
-    # SLURM starts a requeued job's command again, with SLURM_RESTART_COUNT=1
-    run_cli(
-        [*QUICK[:-1], "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"],
-        env={"SLURM_RESTART_COUNT": "1"},
-    )
-    metrics = read_metrics(tmp_path)
-    assert metrics["epochs"] == 2 and metrics["status"] == "completed"
-    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
-        epochs = [int(r["epoch"]) for r in csv.DictReader(f) if r.get("train/loss")]
-    assert epochs == [0, 1]  # epoch 0 trained by the first run, epoch 1 by the requeued one
-    # without the requeue, the same command is refused: it would overwrite the run
-    proc = run_cli([*QUICK[:-1], "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"], check=False)
-    assert proc.returncode == 1 and "already holds a run" in proc.stderr
 
 
 @pytest.mark.filterwarnings(
@@ -90,3 +73,118 @@ def test_the_launcher_configs_build_submitits_launchers(launcher):
     if launcher == "submitit_slurm":  # one task per GPU; SIGUSR1 before the limit, requeued
         assert built.params["tasks_per_node"] == 4
         assert built.params["signal_delay_s"] > 0 and built.params["max_num_timeout"] > 0
+
+
+@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/submitit_(local|slurm)' is validated")
+@pytest.mark.parametrize(
+    ("trainer", "gpus", "tasks"),
+    [
+        (["trainer=cpu"], None, 1),
+        (["trainer=ddp_cpu"], None, 2),
+        (["trainer=gpu"], 1, 1),
+        (["trainer=ddp", "trainer.devices=4"], 4, 4),
+    ],
+)
+def test_the_slurm_request_follows_the_trainer(trainer, gpus, tasks):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from descentlab.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=submitit_slurm", *trainer],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher.gpus_per_node == gpus
+    assert cfg.hydra.launcher.tasks_per_node == tasks
+
+
+def test_a_gpu_request_without_a_number_of_devices_is_one_line(tmp_path):
+    proc = run_cli(
+        ["-m", "hydra/launcher=submitit_slurm", "trainer=gpu", "trainer.devices=auto"]
+        + [f"hydra.sweep.dir={tmp_path}"],
+        check=False,
+    )
+    line = one_error_line(proc)
+    assert "trainer.devices" in line and "number of GPUs per node" in line
+    # the refusal alone, not OmegaConf's "ConfigError raised while resolving interpolation"
+    assert line.startswith("descentlab: error: trainer.devices='auto' is invalid"), line
+
+
+@pytest.mark.parametrize(
+    ("num_threads", "launcher", "cores", "expected"),
+    [
+        ("auto", {"_target_": "x.JoblibLauncher", "n_jobs": 2}, 8, 4),
+        ("auto", {"_target_": "x.JoblibLauncher", "n_jobs": 3}, 8, 2),
+        ("auto", {"_target_": "x.JoblibLauncher", "n_jobs": 4}, 2, 1),  # never 0
+        ("auto", {"_target_": "x.JoblibLauncher", "n_jobs": -1}, 8, 1),  # one job per core
+        ("auto", {"_target_": "x.LocalLauncher", "cpus_per_task": 3}, 8, 3),
+        ("auto", {"_target_": "x.LocalLauncher", "cpus_per_task": None}, 8, None),
+        ("auto", {"_target_": "x.BasicLauncher"}, 8, None),  # one job at a time
+        ("auto", None, 8, None),  # not a Hydra job
+        (3, {"_target_": "x.JoblibLauncher", "n_jobs": 2}, 8, 3),  # a number wins
+        (None, {"_target_": "x.JoblibLauncher", "n_jobs": 2}, 8, None),
+    ],
+)
+def test_threads_per_job_share_the_cores_between_parallel_jobs(
+    num_threads, launcher, cores, expected
+):
+    from omegaconf import OmegaConf
+
+    from descentlab.run.runtime import threads_per_job
+
+    node = OmegaConf.create(launcher) if launcher is not None else None
+    assert threads_per_job(num_threads, node, cores=cores) == expected
+
+
+def test_joblib_runs_jobs_in_worker_processes_with_the_cores_shared(tmp_path):
+    import os
+
+    sweep = tmp_path / "sweep"
+    # torch would take 2 threads from OMP_NUM_THREADS; num_threads=auto gives cores // n_jobs
+    proc = run_cli(
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,torch_adam"]
+        + [*QUICK, f"hydra.sweep.dir={sweep}"],
+        env={"OMP_NUM_THREADS": "2"},
+    )
+    assert "sweep finished: 2 of 2 jobs completed" in proc.stderr
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    for job in ("0", "1"):
+        assert read_metrics(sweep / job)["status"] == "completed"
+        assert (
+            f"torch threads: {expected} (num_threads=auto)"
+            in (sweep / job / "train.log").read_text()
+        )
+        card = json.loads((sweep / job / "run.json").read_text())
+        assert card["machine"]["torch_threads"] == expected
+    # each in a worker process of its own (the basic launcher runs every job in its own
+    # process, one after another)
+    pids = {json.loads((sweep / job / "run.json").read_text())["process_id"] for job in "01"}
+    assert len(pids) == 2, pids
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+            "hydra.launcher.n_jobs=0 is invalid",
+        ),
+        # Lightning would start rank 1 by running a loky worker's command line
+        (["hydra/launcher=joblib", "trainer=ddp_cpu"], "a launcher whose jobs are train.py"),
+        # SLURM takes --time=0 as no limit at all
+        (["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=0"], "timeout_min=0"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-5"], "timeout_min=-5"),
+    ],
+)
+def test_launcher_options_a_plugin_would_take_with_a_traceback_are_one_line(
+    tmp_path, overrides, words
+):
+    proc = run_cli(
+        ["-m", *overrides, "optimizer=sgd,adam", f"hydra.sweep.dir={tmp_path}"], check=False
+    )
+    assert words in one_error_line(proc)
+    assert not any(tmp_path.glob("*/metrics.json"))  # refused before any job ran

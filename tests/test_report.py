@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from descentlab.report import (
@@ -15,6 +16,7 @@ from descentlab.report import (
     markdown_table,
 )
 from helpers.cli import run_cli
+from helpers.fake_runs import sweep as fake_sweep
 
 STAGES = ("train", "val", "test")
 
@@ -409,3 +411,30 @@ def test_the_report_does_not_import_torch(tmp_path):
     )
     proc = run_cli([str(tmp_path)], python_code=code)
     assert "imported: []" in proc.stdout and "ranked by val/loss (lower is better)" in proc.stdout
+
+
+def test_jobs_killed_before_writing_metrics_are_named_not_dropped(tmp_path):
+    """A kill -9 leaves a job dir with its .hydra config and no metrics.json: the report ranks
+    the others and says which jobs it could not rank (it once left them out silently)."""
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    fake_sweep(sweep_dir, {"sgd": [1, 2]}, np.random.default_rng(0))
+    killed = sweep_dir / "2" / ".hydra"
+    killed.mkdir(parents=True)
+    (killed / "overrides.yaml").write_text("- optimizer=sgd\n- seed=3\n")
+    proc = run_cli([str(sweep_dir)], module="descentlab.report")
+    note = f"1 job(s) left no metrics.json (killed before the end, not ranked): {sweep_dir / '2'}"
+    assert note in proc.stdout and note in (sweep_dir / "report" / "table.md").read_text()
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path):
+    fake_sweep(tmp_path, {"sgd": [1]}, np.random.default_rng(0))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run_cli(
+        [str(tmp_path), "--out", str(blocker / "report")], module="descentlab.report", check=False
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"descentlab.report: error: cannot write the report into {blocker / 'report'}: Not a directory"
+    )

@@ -31,6 +31,15 @@ Writes into ``--out`` (default ``FIRST_DIR/report``):
   glance. They are read from ``history.json``, else from ``csv/metrics.csv`` (the
   diagnostics callback writes to the loggers: give the run ``logger=csv``).
 
+``--group-by KEY[,KEY]`` (``--group-by optimizer``) also writes the runs' seed statistics
+(:mod:`descentlab.seed_stats`): runs with the same values of the keys (override, else Hydra's
+config group choice, else ``.hydra/config.yaml``) form a group and must differ only in
+``seed``. ``groups.md``: per group n, mean ± std (ddof=1) and SE = std/√n of each final
+metric, best first by the ranking metric's mean, then each group's paired difference against
+the best over their shared seeds (d̄, its SE, wins, whether |d̄| > 2·SE);
+``curves_by_group.png``: each group's mean curve ± one std over its seeds. Unfinished runs
+are left out and counted.
+
 Torch-free: a report needs neither torch nor Lightning.
 """
 
@@ -40,11 +49,13 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from descentlab import seed_stats
 from descentlab.errors import ReportError
 from descentlab.run import FINISHED  # runs whose metrics can be ranked (torch-free)
 
@@ -145,6 +156,21 @@ def find_runs(paths: list[Path]) -> list[Path]:
     if not found:
         raise ReportError(f"no finished runs (a metrics.json) in {', '.join(map(str, paths))}")
     return found
+
+
+def jobs_without_metrics(paths: list[Path]) -> list[Path]:
+    """Job dirs of the given multirun dirs that hold a Hydra config but no ``metrics.json``:
+    jobs killed before they could record anything (kill -9, a node lost). They cannot be
+    ranked; the report names them instead of leaving them out silently."""
+    missing = []
+    for path in paths:
+        if path.is_dir() and not (path / "metrics.json").is_file():
+            missing += sorted(
+                p.parent.parent
+                for p in path.glob("*/.hydra/overrides.yaml")
+                if not (p.parent.parent / "metrics.json").is_file()
+            )
+    return missing
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -496,9 +522,23 @@ def _loss_label(runs: list[Run], task: str) -> str:
     return LOSS_LABELS.get(task, "loss")
 
 
-def draw_curves(runs: list[Run]):
+def _lines(runs: list[Run], groups: list[seed_stats.Group] | None, key: str):
+    """(label, epochs, values, band, kept epoch) of each line: each run's curve, or each
+    group's mean over its seeds with the band mean ± std (none for one seed)."""
+    for run in runs if groups is None else []:
+        if run.curves.get(key):
+            epochs, values = zip(*run.curves[key], strict=True)
+            yield run.label, epochs, values, None, run.final.get("best_epoch")
+    for group in groups or []:
+        epochs, stats = seed_stats.mean_curve(group, key)  # the epochs every seed reached
+        if epochs:
+            label = f"{group.label} (n={len(group.runs)})"
+            yield label, epochs, [s.mean for s in stats], seed_stats.band(stats), None
+
+
+def draw_curves(runs: list[Run], groups: list[seed_stats.Group] | None = None):
     """One row per metric (loss first), columns train and val, one line per run and a dot
-    at each run's kept epoch (``best_epoch``)."""
+    at each run's kept epoch (``best_epoch``); with ``groups``, one line per group instead."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -513,14 +553,11 @@ def draw_curves(runs: list[Run]):
         for ax, stage in zip(row, ("train", "val"), strict=True):
             key = f"{stage}/{name}"
             plotted: list[float] = []
-            for run in runs:
-                points = run.curves.get(key, [])
-                if not points:
-                    continue
-                epochs, values = zip(*points, strict=True)
+            for label, epochs, values, band, best in _lines(runs, groups, key):
                 plotted += values
-                (line,) = ax.plot(epochs, values, label=run.label, linewidth=1.5)
-                best = run.final.get("best_epoch")
+                (line,) = ax.plot(epochs, values, label=label, linewidth=1.5)
+                if band:
+                    ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.2)
                 if best in epochs:  # the epoch whose weights the run kept (and tested)
                     ax.plot(
                         best, values[epochs.index(best)], "o", color=line.get_color(), markersize=6
@@ -528,7 +565,8 @@ def draw_curves(runs: list[Run]):
             if not ax.lines and any(r.curves for r in runs):
                 fig.delaxes(ax)  # e.g. train/penalty has no val/penalty
                 continue
-            ax.set_title(f"{stage} {name} (dot: the kept epoch)")
+            kind = "mean ± std over seeds" if groups else "dot: the kept epoch"
+            ax.set_title(f"{stage} {name} ({kind})")
             ax.grid(alpha=0.3)
             finite = [v for v in plotted if math.isfinite(v)]
             label = loss_label if name == "loss" else METRIC_LABELS.get(name, name)
@@ -581,21 +619,44 @@ def make_report(
     out: Path | None = None,
     metric: str | None = None,
     mode: str | None = None,
+    group_by: list[str] | None = None,
 ) -> list[Path]:
-    """Write ``table.md``, ``curves.png`` and (when a run logged diagnostics)
-    ``diagnostics.png`` into ``out``; the paths written, in that order."""
+    """Write ``table.md``, ``curves.png``, (when a run logged diagnostics) ``diagnostics.png``
+    and (with ``group_by``) ``groups.md`` and ``curves_by_group.png`` into ``out``; the paths
+    written, in that order."""
     runs = load_runs(paths)
     check_same_task_and_data(runs)
     metric, mode = resolve_ranking(runs, metric, mode)
     check_comparable(runs, metric)
     check_curves(runs)
+    # refused before anything is written
+    groups = seed_stats.group_runs(runs, group_by) if group_by else None
     out = out or (paths[0] / "report")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return write_report(runs, out, metric, mode, groups, paths)
+    except OSError as err:  # a read-only file system, a full disk, a file in the way
+        raise ReportError(f"cannot write the report into {out}: {err.strerror or err}") from None
+
+
+def write_report(runs, out: Path, metric: str, mode: str | None, groups, paths) -> list[Path]:
     table = out / "table.md"
-    table.write_text(caption(metric, mode) + "\n\n" + markdown_table(runs, metric, mode))
+    missing = jobs_without_metrics(paths)
+    note = (
+        f"\n{len(missing)} job(s) left no metrics.json (killed before the end, not ranked): "
+        + ", ".join(str(p) for p in missing)
+        + "\n"
+        if missing
+        else ""
+    )
+    table.write_text(caption(metric, mode) + "\n\n" + markdown_table(runs, metric, mode) + note)
     written = [table, save(draw_curves(runs), out / "curves.png")]
     if any(r.diagnostics for r in runs):
         written.append(save(draw_diagnostics(runs), out / "diagnostics.png"))
+    if groups:
+        columns = [c for c in table_columns(runs) if c not in TRAILING_COLUMNS]
+        (out / "groups.md").write_text(seed_stats.markdown(groups, metric, mode, columns))
+        written += [out / "groups.md", save(draw_curves(runs, groups), out / "curves_by_group.png")]
     return written
 
 
@@ -619,14 +680,27 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="lower (min) or higher (max) is better (default: the objective's, or the metric's)",
     )
+    parser.add_argument(
+        "--group-by",
+        type=lambda keys: list(dict.fromkeys(k.strip() for k in keys.split(",") if k.strip())),
+        default=None,
+        metavar="KEY[,KEY]",
+        help="group runs that differ only in seed by these keys (optimizer, data.train_fraction) "
+        "and write groups.md (mean ± std, SE, paired differences) and curves_by_group.png",
+    )
     args = parser.parse_args(argv)
     try:
-        written = make_report(args.dirs, args.out, args.metric, args.mode)
+        written = make_report(args.dirs, args.out, args.metric, args.mode, args.group_by)
     except ReportError as err:
         print(f"descentlab.report: error: {err}", file=sys.stderr)
         return 1
-    print(written[0].read_text())
-    print("wrote " + ", ".join(map(str, written[:-1])) + f" and {written[-1]}")
+    try:
+        for path in written:
+            if path.suffix == ".md":
+                print(path.read_text())
+        print("wrote " + ", ".join(map(str, written[:-1])) + f" and {written[-1]}")
+    except BrokenPipeError:  # `... | head`: the reader left; the files are written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -99,7 +99,10 @@ OPTIMIZER: dict[str, Rule] = {
     "dampening": UNIT_INTERVAL,
     "scope": SCOPE.or_none(f"one of {list(SCOPES)}, or null (Adam: its form decides)"),
     "form": one_of(*FORMS),
+    "foreach": BOOLEAN.or_none("true, false or null (null: foreach where the optimizer has it)"),
 }
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # model.* (the TaskModule), model.net.* (an MLP, a Backbone), data.* (the DataModules)
 MODEL: dict[str, Rule] = {
@@ -107,6 +110,11 @@ MODEL: dict[str, Rule] = {
     "backbone_lr_ratio": POSITIVE,
     "probe_epochs": NON_NEGATIVE_INT,
     "bn_stats": one_of("train", "frozen"),
+    # torch.compile of the network: false, true (mode "default") or a torch.compile mode
+    "compile": Rule(
+        f"false, true or one of {list(COMPILE_MODES)}",
+        lambda v: isinstance(v, bool) or v in COMPILE_MODES,
+    ),
 }
 NET: dict[str, Rule] = {
     "hidden_dims": Rule(

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-from descentlab.errors import one_line
+from descentlab.errors import DescentlabError, one_line
 
 # Keys that were renamed: the old name on the command line gets one line naming the new one.
 RENAMED_KEYS = {
@@ -74,6 +74,17 @@ def null_group_override(message: str) -> str | None:
     return None
 
 
+def _own_refusal(err: BaseException) -> DescentlabError | None:
+    """The first of our own errors down ``err``'s chain of causes (or contexts), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DescentlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def short_config_errors() -> None:
     try:
         import hydra._internal.utils as hydra_utils
@@ -92,7 +103,12 @@ def short_config_errors() -> None:
             return func()
         except (HydraException, OmegaConfBaseException) as err:
             message = one_line(str(err))
-            if err.__cause__ is not None:  # e.g. "Key 'max_epoch' is not in struct"
+            refusal = _own_refusal(err)
+            if refusal is not None:
+                # a resolver's own refusal, wrapped by OmegaConf in "ConfigError raised while
+                # resolving interpolation: ...": the refusal alone
+                message = one_line(str(refusal))
+            elif err.__cause__ is not None:  # e.g. "Key 'max_epoch' is not in struct"
                 message += f" ({one_line(str(err.__cause__))})"
             message = renamed_key_hint(message) or message
             print(f"descentlab: error: {message}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Parts a default run does not need, and the pip extra that installs each.
 
 ``pip install descentlab`` trains the default offline; W&B, TensorBoard and the submitit
-launchers come with ``pip install 'descentlab[wandb|tensorboard|slurm|all]'`` (``make
+launchers come with ``pip install 'descentlab[wandb|tensorboard|slurm|parallel|all]'`` (``make
 test`` installs all of them). Choosing one that is not installed is a one-line error
 naming the extra, before anything is built.
 """
@@ -19,6 +19,8 @@ EXTRAS = (
     ("wandb", "wandb", "wandb"),
     ("TensorBoardLogger", "tensorboard|tensorboardX", "tensorboard"),  # Lightning takes either
     ("hydra_submitit_launcher", "hydra_plugins.hydra_submitit_launcher", "slurm"),
+    ("descentlab_slurm", "hydra_plugins.hydra_submitit_launcher", "slurm"),  # its subclass
+    ("hydra_joblib_launcher", "hydra_plugins.hydra_joblib_launcher", "parallel"),
 )
 
 

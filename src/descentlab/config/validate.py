@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from descentlab.config.extras import check_loggers
 from descentlab.errors import ConfigError, ParameterError
-from descentlab.rules import POSITIVE_INT, TABLES, is_number
+from descentlab.rules import POSITIVE_INT, TABLES, is_integer, is_number
 
 
 def _check_number(key: str, value, allowed: str, ok) -> None:
@@ -184,6 +184,46 @@ def _check_top_level(cfg: DictConfig) -> None:
         )
     if not isinstance(cfg.get("flush_denormal", False), bool):
         raise ConfigError("flush_denormal", cfg.get("flush_denormal"), "true or false")
+    threads = cfg.get("num_threads", "auto")
+    cores = os.cpu_count() or 1
+    if threads not in (None, "auto") and not (POSITIVE_INT.ok(threads) and threads <= cores):
+        # more threads than cores only spin-wait for one another (as trainer.devices)
+        raise ConfigError("num_threads", threads, f"auto, null or 1..{cores} on this machine")
+
+
+def check_launcher(launcher: DictConfig, trainer: DictConfig) -> None:
+    """The multirun's launcher options that its plugin would take with a traceback (or, for
+    SLURM's time limit, take as no limit at all)."""
+    target = str(launcher.get("_target_", ""))
+    if "JoblibLauncher" in target:
+        n_jobs = launcher.get("n_jobs")
+        if not (is_integer(n_jobs) and (n_jobs > 0 or n_jobs == -1)):
+            raise ConfigError(
+                "hydra.launcher.n_jobs",
+                n_jobs,
+                "a positive number of jobs at once, or -1 (one per core)",
+            )
+        if _several_processes(trainer):
+            # Lightning starts ranks 1.. by running this process's command line again: a joblib
+            # worker's is loky's, not train.py's
+            raise ConfigError(
+                "hydra/launcher",
+                "joblib",
+                "a launcher whose jobs are train.py processes for a multi-process trainer "
+                "(trainer.devices > 1): hydra/launcher=submitit_local or the default one",
+            )
+    if "SlurmLauncher" in target or "LocalLauncher" in target:
+        timeout = launcher.get("timeout_min")
+        if not POSITIVE_INT.ok(timeout):  # SLURM takes --time=0 as no limit, and -5 as is
+            raise ConfigError("hydra.launcher.timeout_min", timeout, "a positive number of minutes")
+
+
+def _several_processes(trainer: DictConfig) -> bool:
+    devices = trainer.get("devices", 1)
+    count = len(devices) if isinstance(devices, (list, tuple, ListConfig)) else devices
+    return (is_integer(count) and count > 1) or (
+        is_integer(trainer.get("num_nodes")) and trainer.num_nodes > 1
+    )
 
 
 def is_file(path, key: str = "ckpt_path") -> bool:

@@ -112,16 +112,38 @@ class RunDirGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from descentlab.config.extras import require_extra
+        from descentlab.config.validate import check_launcher
 
         try:  # Hydra builds the launcher after this callback: refuse a missing one here
             require_extra("hydra/launcher", str(config.hydra.launcher.get("_target_", "")))
+            check_launcher(config.hydra.launcher, config.trainer)
         except DescentlabError as err:
             _fail(err)
+        from descentlab.run.sweep_jobs import same_command
+        from hydra_plugins.descentlab_optuna.config import continues_study
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        # an Optuna study continues in its own sweep dir: its new jobs get new job numbers
+        holds = run_dir.holds_a_sweep
+        if continues_study(config.hydra.sweeper, sweep_dir):
+            holds = lambda path: False  # noqa: E731
+        elif run_dir.holds_a_sweep(sweep_dir) and same_command(
+            sweep_dir, config.hydra.overrides.task
+        ):
+            # the same command again finishes its sweep: each job skips, resumes or runs
+            # (descentlab.run.sweep_jobs)
+            holds = lambda path: False  # noqa: E731
+            print(
+                f"descentlab: continuing the sweep in {sweep_dir}: finished jobs are skipped, "
+                "interrupted ones resumed",
+                file=sys.stderr,
+            )
         _claim(
-            Path(str(config.hydra.sweep.dir)),
-            run_dir.holds_a_sweep,
-            "sweep dir {path} already holds a multirun: its jobs would be overwritten; "
-            "choose another hydra.sweep.dir",
+            sweep_dir,
+            holds,
+            "sweep dir {path} already holds a multirun of another command: its jobs would be "
+            "overwritten; choose another hydra.sweep.dir (the same command again finishes "
+            "that sweep)",
             cleanup=False,
         )
 
@@ -169,9 +191,16 @@ class SweepSummary(Callback):
         bad = [(name, status, reason) for name, status, reason in jobs if status not in FINISHED]
         for name, status, reason in bad:
             print(f"descentlab: job {name} {status}: {reason}", file=sys.stderr)
+        from descentlab.run.sweep_jobs import count_actions
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        actions = count_actions([sweep_dir / name for name, _, _ in jobs])
+        done = ""
+        if set(actions) - {"ran"}:  # a continued sweep: say what each job did
+            done = " (" + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())) + ")"
         print(
             f"descentlab: sweep finished: {len(jobs) - len(bad)} of {len(jobs)} jobs "
-            f"completed; results in {config.hydra.sweep.dir}",
+            f"completed{done}; results in {config.hydra.sweep.dir}",
             file=sys.stderr,
         )
         if jobs and len(bad) == len(jobs):

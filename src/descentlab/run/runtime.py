@@ -2,22 +2,65 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from omegaconf import DictConfig
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+log = logging.getLogger(__name__)
 
 
 def configure_torch(cfg: DictConfig) -> None:
-    """Apply ``flush_denormal`` and ``float32_matmul_precision``; drop a useless CUDA probe."""
+    """Apply ``num_threads``, ``flush_denormal`` and ``float32_matmul_precision``; drop a
+    useless CUDA probe."""
     import torch
 
+    threads = threads_per_job(cfg.get("num_threads", "auto"), launcher_config())
+    if threads is not None:
+        torch.set_num_threads(threads)
+        log.info("torch threads: %d (num_threads=%s)", threads, cfg.get("num_threads", "auto"))
     if cfg.get("flush_denormal", False):
         torch.set_flush_denormal(True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     skip_nvml_probe_without_cuda()
+
+
+def launcher_config() -> DictConfig | None:
+    """The multirun's ``hydra.launcher`` node, None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().get("launcher")
+
+
+def threads_per_job(
+    num_threads, launcher: DictConfig | None, cores: int | None = None
+) -> int | None:
+    """torch's intra-op threads for this job; None leaves torch's default (one per core).
+
+    ``num_threads: auto`` shares the cores between the jobs a launcher runs at once on this
+    machine, so that they do not oversubscribe them (n jobs × all cores each spin-wait for
+    one another): ``cores // n_jobs`` under ``hydra/launcher=joblib`` (``n_jobs: -1``: one job
+    per core), ``cpus_per_task`` under ``submitit_local`` when it is set. Any other launcher
+    (one job at a time, or a job on its own SLURM allocation) keeps torch's default. A number
+    sets it outright.
+    """
+    if num_threads is not None and str(num_threads) != "auto":
+        return int(num_threads)
+    if num_threads is None or launcher is None:
+        return None
+    cores = cores or os.cpu_count() or 1
+    target = str(launcher.get("_target_", ""))
+    if "JoblibLauncher" in target:
+        n_jobs = int(launcher.get("n_jobs") or -1)
+        at_once = cores if n_jobs < 0 else n_jobs
+        return max(1, cores // at_once)
+    if "LocalLauncher" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
 
 
 def skip_nvml_probe_without_cuda() -> None:
