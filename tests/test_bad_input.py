@@ -50,6 +50,10 @@ BAD_VALUES = [
     (["data.train_fraction=abc"], ["data.train_fraction='abc'", "(0, 1]"]),
     (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "positive integer"]),
     (["flush_denormal=maybe"], ["flush_denormal='maybe'", "true or false"]),
+    # torch's own "set_num_threads expects a positive integer" came from inside the run
+    (["num_threads=0"], ["num_threads=0", "auto, null or 1.."]),
+    (["num_threads=abc"], ["num_threads='abc'", "auto, null or 1.."]),
+    (["num_threads=999"], ["num_threads=999", "on this machine"]),
     (["model.net.bias=maybe"], ["model.net.bias='maybe'", "true or false"]),
     (["optimizer=adaptive", "optimizer.scope=foo"], ["optimizer.scope='foo'", "global"]),
     (["optimizer=adam", "optimizer.form=bogus"], ["optimizer.form='bogus'", "lecture"]),

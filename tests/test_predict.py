@@ -130,6 +130,7 @@ def test_the_test_split_by_default_with_digit_names(tmp_path):
 def test_inputs_that_do_not_fit_are_one_line(tmp_path):
     run_cli(["trainer.max_epochs=1", "debug=limit", *QUIET, f"hydra.run.dir={tmp_path / 'run'}"])
     np.savez(tmp_path / "wide.npz", x=np.zeros((4, 65)))
+    np.savez(tmp_path / "none.npz", x=np.zeros((0, 1, 8, 8)))
     (tmp_path / "empty").mkdir()
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "a.png")
@@ -137,6 +138,7 @@ def test_inputs_that_do_not_fit_are_one_line(tmp_path):
         "wide.npz": "inputs of shape [65], the model takes [1, 8, 8]",
         "imgs": "a folder of images needs a model trained on data=image_folder",
         "nowhere": "input='",
+        "none.npz": "x has no rows (shape (0, 1, 8, 8)): nothing to predict",
     }
     for i, (name, words) in enumerate(cases.items()):
         proc = predict(
@@ -161,3 +163,43 @@ def test_an_unreadable_file_is_one_line_or_skipped_with_a_count(image_run, tmp_p
     proc = predict([*run, "on_bad_image=skip"], tmp_path, "skip")
     assert "skipped 1 unreadable image file(s) of 4" in proc.stderr
     assert len(read_csv(tmp_path / "skip" / "predictions.csv")) == 3
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_one_process_rows_in_input_order(tmp_path):
+    run_cli(["trainer.max_epochs=1", "debug=limit", *QUIET, f"hydra.run.dir={tmp_path / 'run'}"])
+    # 13 rows in batches of 4 over 2 ranks: rank 1 gets 6 inputs and one of padding
+    x = np.random.default_rng(0).random((13, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "new.npz", x=x)
+    common = [f"ckpt_path={tmp_path / 'run'}", f"input={tmp_path / 'new.npz'}"]
+    common += ["data.eval_batch_size=4"]
+    predict(common, tmp_path, name="one")
+    # no hydra.run.dir: both ranks must find the same predictions dir by themselves
+    run_cli(
+        [*common, "trainer=ddp_cpu", f"paths.log_dir={tmp_path / 'logs'}"],
+        script_name="predict.py",
+    )
+    (two,) = (tmp_path / "logs" / "predictions").iterdir()
+    one_rows, two_rows = (
+        read_csv(tmp_path / "one" / "predictions.csv"),
+        read_csv(two / "predictions.csv"),
+    )
+    assert [r["id"] for r in two_rows] == [str(i) for i in range(13)]
+    assert [r["predicted"] for r in two_rows] == [r["predicted"] for r in one_rows]
+    for a, b in zip(one_rows, two_rows, strict=True):
+        assert [float(a[k]) for k in a if k not in ("id", "predicted")] == pytest.approx(
+            [float(b[k]) for k in b if k not in ("id", "predicted")], abs=1e-6
+        )
+    summary = read_metrics(two)
+    assert summary["rows"] == 13 and summary["processes"] == 2
+    # one input over 2 processes stopped Lightning's sampler: never more processes than inputs
+    np.savez(tmp_path / "one.npz", x=x[:1])
+    predict([*common[:1], f"input={tmp_path / 'one.npz'}", "trainer=ddp_cpu"], tmp_path, "single")
+    assert read_metrics(tmp_path / "single")["processes"] == 1
+    assert (
+        read_csv(tmp_path / "single" / "predictions.csv")[0]["predicted"]
+        == two_rows[0]["predicted"]
+    )
+    assert sorted(p.name for p in two.iterdir() if "predictions" in p.name) == [
+        "predictions.csv"
+    ]  # the ranks' parts merged and removed

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from descentlab.torchfile import CONFIG_KEY
-from helpers.cli import ROOT, one_error_line, read_metrics, run_cli
+from helpers.cli import ROOT, one_error_line, read_metrics, run_cli, without_timings
 
 QUICK = ["callbacks.progress_bar=null", "trainer.deterministic=true"]
 IGNORED = ("ckpt_path", "model_path")  # paths differ between run dirs
@@ -33,7 +33,7 @@ def per_epoch(run_dir: Path, key: str) -> dict[int, float]:
 
 def assert_same_results(resumed: dict, straight: dict) -> None:
     assert resumed.keys() == straight.keys()  # as complete as an uninterrupted run
-    for key, value in straight.items():
+    for key, value in without_timings(straight).items():
         if key not in IGNORED:
             assert resumed[key] == pytest.approx(value, abs=1e-6), key
 
@@ -242,14 +242,43 @@ def test_another_runs_checkpoint_into_a_run_dir_with_results_is_refused(short_ru
     assert (first / "metrics.json").read_bytes() == before
 
 
-def test_a_multirun_into_a_used_sweep_dir_is_refused(tmp_path):
-    run_cli(["-m", *QUICK, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}"])
+def test_a_multirun_into_a_used_sweep_dir_is_refused_unless_it_is_the_same_command(tmp_path):
+    sweep = ["-m", *QUICK, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    run_cli(sweep)
     before = (tmp_path / "0" / "metrics.json").read_bytes()
     proc = run_cli(
         ["-m", *QUICK, "trainer.max_epochs=1", "seed=7", f"hydra.sweep.dir={tmp_path}"], check=False
     )
-    assert "already holds a multirun" in one_error_line(proc)
+    assert "already holds a multirun of another command" in one_error_line(proc)
     assert (tmp_path / "0" / "metrics.json").read_bytes() == before
+    # the same command again: every job finished, so nothing is trained or written again
+    proc = run_cli(sweep)
+    assert proc.stderr.count("finished before (completed): skipped") == 2, proc.stderr[-2000:]
+    assert "2 of 2 jobs completed (2 skipped)" in proc.stderr
+    assert (tmp_path / "0" / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_is_finished_by_running_its_command_again(tmp_path):
+    """kill -9 of a multirun during its second job: the same command again skips the first
+    job, resumes the second from its last.ckpt, and the sweep ends complete."""
+    sweep = ["-m", *SLOW_ENOUGH, "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    proc = start(sweep)
+    wait_for(lambda: global_step(tmp_path / "1") >= 19, proc)  # job 1 is past its first epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert (tmp_path / "0" / "metrics.json").is_file()
+    assert not (tmp_path / "1" / "metrics.json").exists()
+    first = (tmp_path / "0" / "metrics.json").read_bytes()
+    proc = run_cli(sweep)
+    assert "job 0 finished before (completed): skipped" in proc.stderr
+    assert "job 1 interrupted before: resuming from its checkpoints/last.ckpt" in proc.stderr
+    assert "2 of 2 jobs completed (1 resumed, 1 skipped)" in proc.stderr, proc.stderr[-2000:]
+    assert (tmp_path / "0" / "metrics.json").read_bytes() == first
+    resumed = read_metrics(tmp_path / "1")
+    assert resumed["status"] in ("completed", "early_stopped")
+    history = json.loads((tmp_path / "1" / "history.json").read_text())["epochs"]
+    assert sorted(map(int, history)) == list(range(resumed["epochs"]))  # no epoch lost
 
 
 def test_a_run_dir_whose_run_failed_before_any_checkpoint_can_be_reused(tmp_path):
@@ -414,3 +443,82 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     assert (tmp_path / ".lock").exists()  # stale file, free lock
     run_cli([*QUICK, "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"])
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_resume_with_callbacks_none_keeps_last_ckpt_current(tmp_path):
+    """Resumed with callbacks=none, the run trained an epoch that metrics.json and model.pt
+    recorded but last.ckpt did not (no callback wrote it): a later ckpt_path=last quietly
+    trained that epoch again. The existing last.ckpt is now kept current."""
+    run = ["logger=none", "test=false", "trainer.deterministic=true", f"hydra.run.dir={tmp_path}"]
+    run_cli([*run, "trainer.max_epochs=2", "callbacks.progress_bar=null"])
+    run_cli([*run, "callbacks=none", "trainer.max_epochs=3", "ckpt_path=last"])
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    metrics = read_metrics(tmp_path)
+    assert metrics["epochs"] == 3 and last["epoch"] == 2  # 0-based: the third epoch
+    assert last["global_step"] == metrics["global_step"]
+    fresh = tmp_path / "fresh"
+    run_cli(
+        ["logger=none", "test=false", "callbacks=none", "trainer.max_epochs=1"]
+        + [f"hydra.run.dir={fresh}"]
+    )
+    assert not (fresh / "checkpoints").exists()  # callbacks=none alone writes no checkpoint
+
+
+def children_of(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in found.read_text().split()] if found.exists() else []
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_non_zero_ddp_rank_stops_the_job_resumably(tmp_path):
+    """SLURM or a user may signal any process of the job: a SIGTERM to rank 1 alone (rank 0
+    never sees it) stops both ranks at the same step, with last.ckpt and a recorded stop."""
+    args = [*QUICK, "trainer=ddp_cpu", "trainer.max_epochs=30", "data.batch_size=4"]
+    proc = start([*args, "logger=none", f"hydra.run.dir={tmp_path}"])
+    wait_for(lambda: global_step(tmp_path) > 0, proc)  # both ranks are training
+    (rank1,) = [
+        c for c in children_of(proc.pid) if "train.py" in Path(f"/proc/{c}/cmdline").read_text()
+    ]
+    os.kill(rank1, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-2000:]
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == metrics["global_step"]
+    assert "resume with ckpt_path=last" in stderr
+
+
+def test_a_failed_job_is_kept_when_its_sweep_continues_and_rerun_on_request(tmp_path):
+    sweep = ["-m", *QUICK, "trainer.max_epochs=1", "model.net.hidden_dims=[8],[0]"]
+    sweep += [f"hydra.sweep.dir={tmp_path}"]
+    run_cli(sweep)
+    assert read_metrics(tmp_path / "1")["status"] == "failed"
+    proc = run_cli(sweep)
+    assert "job 1 failed before: kept as it is (rerun_failed=true runs it again)" in proc.stderr
+    assert "1 of 2 jobs completed (1 kept, 1 skipped)" in proc.stderr, proc.stderr[-2000:]
+    proc = run_cli([*sweep, "rerun_failed=true"])
+    assert "job 1 failed before: running it again" in proc.stderr
+    assert (tmp_path / "1" / "previous_attempt_1" / "metrics.json").is_file()  # nothing lost
+    assert read_metrics(tmp_path / "1")["status"] == "failed"  # [0] fails again, recorded
+
+
+def test_a_sigterm_while_lightning_sets_the_test_up_still_lets_the_test_finish(tmp_path):
+    """A SIGTERM after Lightning installed its handler for trainer.test but before our
+    on_test_start took over set Lightning's flag, on which its test loop stops at the next
+    batch (a CI run met it: status interrupted, no test metrics). on_test_start takes the
+    signal over: the test finishes, and the run then exits 143 as for any SIGTERM in the test."""
+    from lightning.pytorch import Trainer
+
+    from descentlab.run.interrupt import GracefulStop, StopRequest
+
+    request = StopRequest()
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer._signal_connector.received_sigterm = True  # Lightning's handler saw the signal
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        GracefulStop(request, tmp_path / "last.ckpt").on_test_start(trainer, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not trainer.received_sigterm  # the test loop goes on
+    assert request.signum == signal.SIGTERM  # and the run still ends as stopped (143)

@@ -12,6 +12,7 @@ from descentlab.errors import CheckpointError
 from descentlab.models.rebuild import build_net, model_config
 from descentlab.storage.atomic import write_json
 from descentlab.storage.loading import load
+from helpers.cli import dead_pid
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
@@ -43,3 +44,25 @@ def test_a_model_pt_alone_without_a_model_config_is_one_line(tmp_path):
     torch.save({"weight": torch.zeros(2, 2)}, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="network weights only"):
         load(tmp_path / "model.pt")
+
+
+def test_a_dead_writers_temporary_file_is_removed_at_the_next_save(tmp_path):
+    """kill -9 during a checkpoint save leaves .last.ckpt.tmp-PID, as large as a checkpoint:
+    the next save of that file (a resumed run) removes it; a live writer's is left alone."""
+    import os
+
+    from descentlab.storage.checkpoints import SafeCheckpointIO
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    target.parent.mkdir()
+    stale = target.with_name(f".last.ckpt.tmp-{dead_pid()}")
+    stale.write_bytes(b"half a checkpoint")
+    live = target.with_name(f".last.ckpt.tmp-{os.getppid()}")  # our parent: running
+    live.write_bytes(b"being written")
+    other = target.with_name(f".best.ckpt.tmp-{dead_pid()}")  # another file's: not this save's
+    other.write_bytes(b"x")
+    SafeCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+    assert target.is_file() and not stale.exists()
+    assert live.exists() and other.exists()
+    write_json(tmp_path / "checkpoints" / "best.ckpt", {})  # write_atomically does the same
+    assert not other.exists()

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from descentlab import api
 from descentlab.autograd.worked_example import grads_by_hand
-from helpers.cli import one_error_line, read_metrics, run_cli
+from helpers.cli import dead_pid, one_error_line, read_metrics, run_cli
 from helpers.compose import compose_config
 
 QUIET = ["callbacks.progress_bar=null", "logger=none"]
@@ -115,7 +115,13 @@ def test_each_task_trains_resumes_and_sweeps(tmp_path, name):
     run_cli([*run, "trainer.max_epochs=2"])
     first = read_metrics(tmp_path / "run")
     assert EXPECTED[name] <= set(first) and first["epochs"] == 2
+    if name == "binary_squared":
+        return  # task.loss changes the loss only: binary_bce resumes and sweeps the same task
+    # a save killed mid-write (kill -9) left its temporary file: the resume removes it
+    stale = tmp_path / "run" / "checkpoints" / f".last.ckpt.tmp-{dead_pid()}"
+    stale.write_bytes(b"half a checkpoint")
     run_cli([*run, "trainer.max_epochs=3", "ckpt_path=last"])
+    assert not stale.exists()
     resumed = read_metrics(tmp_path / "run")
     assert resumed["epochs"] == 3 and resumed["status"] == "completed"
     history = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]

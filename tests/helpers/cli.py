@@ -55,3 +55,21 @@ def one_error_line(proc) -> str:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (for files a killed process left behind)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+# Throughput figures (callbacks/throughput.py): timings, different in every run of the same
+# config; the rest of metrics.json and history.json is reproducible to the bit.
+TIMINGS = ("perf/samples_per_s", "perf/flops_per_s")
+
+
+def without_timings(metrics: dict) -> dict:
+    """``metrics`` less its throughput timings (``perf/flops_per_sample`` is a count: kept)."""
+    return {k: v for k, v in metrics.items() if k.removeprefix("last/") not in TIMINGS}

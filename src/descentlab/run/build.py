@@ -140,6 +140,39 @@ def without_checkpoints(callbacks: list[Any], checkpointing: bool) -> list[Any]:
     return [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
 
 
+def keeping_last_current(callbacks: list[Any], checkpoints: Path, checkpointing: bool) -> list[Any]:
+    """The callbacks, plus one that keeps ``checkpoints/last.ckpt`` current when the file
+    exists (a resumed run) but none of them would write it (``callbacks=none``).
+
+    Else the resumed run ends with ``metrics.json`` and ``model.pt`` at its last epoch and
+    ``last.ckpt`` where the earlier run left it, and a later ``ckpt_path=last`` would quietly
+    train those epochs again. A fresh ``callbacks=none`` run still writes no checkpoint.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities import rank_zero_info
+
+    from descentlab.callbacks import LastCheckpoint
+
+    last = checkpoints / "last.ckpt"
+    writes_last = any(
+        isinstance(cb, ModelCheckpoint) and (cb.save_last or cb.filename == "last")
+        for cb in callbacks
+    )
+    if not checkpointing or writes_last or not last.is_file():
+        return callbacks
+    rank_zero_info(f"{last} exists and no callback writes it: it is kept current every epoch")
+    keeper = LastCheckpoint(
+        dirpath=str(checkpoints),
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    return [*callbacks, keeper]
+
+
 def build_model(cfg: DictConfig, task=None):
     """The LightningModule (on ``task``, when built already); a resume rebuilds the net
     without its initial-weight sources."""
@@ -237,6 +270,7 @@ def build(cfg: DictConfig) -> Parts:
     trainer."""
     from hydra.utils import instantiate
 
+    from descentlab.callbacks.throughput import Throughput
     from descentlab.config.arguments import check_config_arguments
     from descentlab.run import job, resume
     from descentlab.run.history import MetricsHistory
@@ -270,7 +304,12 @@ def build(cfg: DictConfig) -> Parts:
     with building("callbacks"):
         callbacks = [
             history,
-            *without_checkpoints(instantiate_group(cfg.get("callbacks")), checkpointing),
+            Throughput(),  # perf/samples_per_s, perf/flops_per_s: every run, whatever its callbacks
+            *keeping_last_current(
+                without_checkpoints(instantiate_group(cfg.get("callbacks")), checkpointing),
+                output_dir / "checkpoints",
+                checkpointing,
+            ),
             ConfigInCheckpoint(resume.fixed_config(cfg), class_names_of(datamodule)),
             stopper(stop_request, output_dir / "checkpoints" / "last.ckpt"),
         ]

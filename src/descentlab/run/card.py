@@ -111,6 +111,7 @@ def gather(cfg, metrics: dict[str, Any], parts, output_dir: Path) -> dict[str, A
     started = part("started_at", start_time, output_dir, phases)
     facts: dict[str, Any] = {
         "command": part("command", lambda: [sys.executable, *sys.argv]),
+        "process_id": os.getpid(),  # the job's process (a parallel launcher's worker)
         "overrides": part("overrides", overrides, output_dir),
         "code": part("code", code, output_dir),
         "versions": part("versions", versions),
@@ -357,6 +358,7 @@ def machine(parts) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
+        "torch_threads": None,  # torch's intra-op threads in this run (num_threads)
         "ram_bytes": ram,
         "ram_gib": round(ram / 2**30, 1) if ram else None,
         "gpus": None,
@@ -364,6 +366,8 @@ def machine(parts) -> dict[str, Any]:
         "cuda": None,
     }
     torch = sys.modules.get("torch")  # a run that failed before importing it used no GPU
+    if torch is not None:
+        facts["torch_threads"] = torch.get_num_threads()
     if torch is not None and torch.cuda.is_available():
         count = torch.cuda.device_count()
         facts["gpus"] = [torch.cuda.get_device_name(i) for i in range(count)]

@@ -74,6 +74,12 @@ class _StopOnRequest:
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._take_over()  # a SIGTERM during the test lets it finish (seconds), then exits 143
+        if trainer.received_sigterm:
+            # it came while Lightning set the test up, after Lightning's handler was installed
+            # (ours ran too: the request is set): Lightning's test loop would stop at its next
+            # batch on this flag. Lightning has no public way to take a SIGTERM back.
+            self.request.signum = signal.SIGTERM
+            trainer._signal_connector.received_sigterm = False
 
     def _requested(self, trainer) -> bool:
         asked = self.request.signum is not None

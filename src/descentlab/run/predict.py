@@ -15,8 +15,10 @@ of the run that trained the model. It writes ``predictions.csv`` (or ``.jsonl``:
 input's id (the file's path, or the row), then for a classifier the predicted class by the
 training data's names and one probability column per class, for a binary task the
 probability of class 1 and the predicted label, for a regression the predicted values.
-Batches go through Lightning's ``Trainer.predict``; a ``BasePredictionWriter`` writes each
-batch as it comes, so the predictions of a large folder never sit in memory together.
+Batches go through Lightning's ``Trainer.predict`` on the configured trainer (several processes
+with ``trainer=ddp_cpu`` / ``trainer=ddp``: each predicts its share, rank 0 merges them in
+input order); a ``BasePredictionWriter`` writes each batch as it comes, so the predictions of
+a large folder never sit in memory together.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def array_inputs(path: Path):
     """``(ids, x)`` of an array file's ``x`` (rows 0..N−1)."""
     import torch
 
-    from descentlab.data.arrays import SUFFIXES
+    from descentlab.data.array_files import SUFFIXES
 
     if path.suffix not in SUFFIXES:
         raise ConfigError("input", str(path), "a folder of images, a .npz or .pt file, or null")
@@ -119,7 +121,9 @@ def array_inputs(path: Path):
     if not isinstance(content, dict) or "x" not in content:
         raise DataError(f"input={path}: needs an array named x")
     x = torch.as_tensor(content["x"])
-    if x.is_complex() or x.dtype == torch.bool or x.ndim < 2 or len(x) == 0:
+    if x.ndim >= 1 and len(x) == 0:
+        raise DataError(f"input={path}: x has no rows (shape {tuple(x.shape)}): nothing to predict")
+    if x.is_complex() or x.dtype == torch.bool or x.ndim < 2:
         raise DataError(
             f"input={path}: x must be real numbers (N, ...), got {x.dtype} {tuple(x.shape)}"
         )
@@ -158,7 +162,15 @@ def rows(task, prediction, class_names: list[str] | None) -> list[list[Any]]:
 
 
 class PredictionFile:
-    """Write ``predictions.csv`` / ``.jsonl`` batch by batch (a ``BasePredictionWriter``)."""
+    """Write ``predictions.csv`` / ``.jsonl`` batch by batch (a ``BasePredictionWriter``).
+
+    In one process the rows go straight to the file. With several (``trainer=ddp_cpu``,
+    ``trainer=ddp``), Lightning's ``DistributedSampler`` gives rank r the inputs r, r + W,
+    r + 2W, ... (W processes), padded at the end with inputs from the start so that every rank
+    has as many: each rank writes its rows with their input index to its own part file,
+    dropping the padding (an index below the one before it), and rank 0 merges the parts in
+    input order once all ranks are done (the parts are each sorted: a streaming merge).
+    """
 
     @staticmethod
     def writer(path: Path, output_format: str, ids: list[str], task, class_names, width: int):
@@ -166,18 +178,36 @@ class PredictionFile:
 
         header = ["id", *columns(task, class_names, width)]
 
+        def part(rank: int) -> Path:
+            return path.with_name(f"{path.name}.rank{rank}.part")
+
         class Writer(BasePredictionWriter):
             def __init__(self):
                 super().__init__(write_interval="batch")
                 self.file = None
-                self.offset = 0
                 self.count = 0
+                self.last = -1
+                self.world = 1
 
             def on_predict_start(self, trainer, pl_module):
+                self.world = trainer.world_size
+                if self.world > 1:
+                    self.file = open(part(trainer.global_rank), "w")  # noqa: SIM115 - closed at end
+                    return
                 self.file = open(path, "w", newline="")  # noqa: SIM115 - closed at predict end
+                self.start(self.file)
+
+            def start(self, file):
                 if output_format == "csv":
-                    self.csv = csv.writer(self.file)
+                    self.csv = csv.writer(file)
                     self.csv.writerow(header)
+
+            def emit(self, file, record):
+                if output_format == "csv":
+                    self.csv.writerow(record)
+                else:
+                    file.write(json.dumps(dict(zip(header, record, strict=True))) + "\n")
+                self.count += 1
 
             def write_on_batch_end(
                 self,
@@ -189,19 +219,53 @@ class PredictionFile:
                 batch_idx,
                 dataloader_idx=0,
             ):
-                for row in rows(task, prediction, class_names):
-                    record = [ids[self.offset], *row]
-                    self.offset += 1
-                    if output_format == "csv":
-                        self.csv.writerow(record)
-                    else:
-                        self.file.write(json.dumps(dict(zip(header, record, strict=True))) + "\n")
-                self.count = self.offset
+                indices = batch_indices or range(self.count, self.count + len(prediction))
+                for index, row in zip(indices, rows(task, prediction, class_names), strict=True):
+                    if self.world == 1:
+                        self.emit(self.file, [ids[index], *row])
+                    elif index > self.last:  # else the sampler's padding: a row already written
+                        self.last = index
+                        self.file.write(json.dumps([index, row]) + "\n")
 
             def on_predict_end(self, trainer, pl_module):
                 self.file.close()
+                if self.world == 1:
+                    return
+                trainer.strategy.barrier("predictions written")
+                if trainer.is_global_zero:
+                    self.merge()
+                trainer.strategy.barrier("predictions merged")
+
+            def merge(self):
+                import heapq
+
+                parts = [open(part(rank)) for rank in range(self.world)]  # noqa: SIM115
+                try:
+                    with open(path, "w", newline="") as out:
+                        self.start(out)
+                        records = (map(json.loads, p) for p in parts)
+                        for index, row in heapq.merge(*records, key=lambda r: r[0]):
+                            self.emit(out, [ids[index], *row])
+                finally:
+                    for p in parts:
+                        p.close()
+                for rank in range(self.world):
+                    part(rank).unlink()
 
         return Writer()
+
+
+def predict_devices(trainer_cfg: DictConfig, inputs: int) -> int | list | str:
+    """``trainer.devices`` when it names several (``trainer=ddp_cpu``: 2), else 1: predicting
+    on every GPU of a machine is asked for, not the default (``devices: auto``). Never more
+    processes than inputs (each process needs one: 1 input over 2 ranks stops Lightning's
+    sampler)."""
+    devices = trainer_cfg.get("devices", 1)
+    if str(devices) in ("auto", "-1", "None"):
+        return 1
+    if isinstance(devices, int) and devices > inputs:
+        return max(1, inputs)
+    return devices
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -264,9 +328,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     task = module.task
     width = task.outputs or 1
     writer = PredictionFile.writer(out, output_format, ids, task, class_names, width)
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.get("accelerator", "auto"),
-        devices=1,
+    # the configured trainer (its accelerator, precision, strategy: trainer=ddp_cpu predicts in
+    # 2 processes), without what only training uses
+    trainer = instantiate(
+        cfg.trainer,
+        devices=predict_devices(cfg.trainer, inputs=len(dataset)),
         logger=False,
         callbacks=[writer],
         enable_progress_bar=False,
@@ -275,9 +341,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     loader = DataLoader(dataset, batch_size=batch_size)
     trainer.predict(module, loader, return_predictions=False)
+    if not trainer.is_global_zero:
+        return {"status": "completed"}  # rank 0 writes the summary
     summary = {
         "predictions": str(out),
         "rows": writer.count,
+        "processes": trainer.world_size,
         "task": task.name,
         "ckpt_path": source,
         "input": str(given) if given is not None else "test split",

@@ -31,6 +31,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     import lightning as L
 
+    from descentlab.callbacks.throughput import summary_of
     from descentlab.errors import RunInterrupted
     from descentlab.run import card, kept, outcome, outputs
     from descentlab.run.build import build
@@ -38,6 +39,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from descentlab.run.runtime import configure_torch
 
     tidy_console()
+    if single_process(cfg):
+        # Lightning's "`srun` is available ... but is not used" on a SLURM login node: advice
+        # for multi-process runs, which need srun; a one-process run needs nothing
+        warnings.filterwarnings("ignore", r".*`srun` command is available on your system.*")
     # Metrics are logged per epoch only, so Lightning's per-step logging interval is moot.
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -48,8 +53,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     fast_dev_run = bool(cfg.trainer.get("fast_dev_run"))
 
     def record(status: str, **extra: Any) -> dict[str, Any]:
+        per_epoch = kept.epoch_metrics(trainer, parts.history)
         return {
-            **kept.epoch_metrics(trainer, parts.history),
+            # throughput: the run's median over epochs, not the kept epoch's own value
+            **{k: v for k, v in per_epoch.items() if "perf/" not in k},
+            **summary_of(trainer),
             **outputs.task_fields(model),
             **extra,
             "status": status,
@@ -91,12 +99,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def single_process(cfg: DictConfig) -> bool:
+    """One device on one node: no launcher (srun, torchrun) is needed."""
+    trainer = cfg.get("trainer", {})
+    return str(trainer.get("devices", 1)) == "1" and str(trainer.get("num_nodes", 1)) == "1"
+
+
 def main(cfg: DictConfig) -> float | None:
     """Hydra task: run, and report how it ended (see :func:`descentlab.run.exits.run_task`)."""
-    from descentlab.run.exits import run_task
+    from descentlab.run import job
+    from descentlab.run.exits import in_multirun, run_task
+    from descentlab.run.sweep_jobs import continue_job
 
     def objective(metrics: dict[str, Any]) -> str | None:
         """``optimized_metric``, else the task's objective (recorded in the metrics)."""
         return cfg.get("optimized_metric") or metrics.get("objective")
 
+    if in_multirun() and job.is_rank_zero():
+        # the same command again in its sweep dir finishes the sweep (run/sweep_jobs.py)
+        recorded = continue_job(cfg)
+        if recorded is not None:
+            value = recorded.get(objective(recorded) or "")
+            return (
+                value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            )
     return run_task(lambda: run(cfg), cfg, metric=objective, card=True)

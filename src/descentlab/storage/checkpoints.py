@@ -24,6 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
 
 from descentlab.errors import causes
+from descentlab.storage.atomic import remove_stale_temporaries, temporary_path
 from descentlab.torchfile import CLASS_NAMES_KEY, CONFIG_KEY, is_local, load_checkpoint, local_path
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
             return
         path = Path(local_path(path))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temporary_path(path)
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
@@ -96,6 +97,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():
                 tmp.unlink()
+        remove_stale_temporaries(path)  # a save killed mid-write left its temporary file
 
     def load_checkpoint(
         self, path, map_location: Any | None = None, weights_only: bool | None = None

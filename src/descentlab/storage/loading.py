@@ -73,7 +73,8 @@ def load(path: str | Path, model_cfg=None, map_location: Any = "cpu"):
     elif model_cfg is not None:
         from hydra.utils import instantiate
 
-        module = instantiate(model_cfg)
+        # loaded for inference: eager, whatever model.compile the command says
+        module = instantiate(model_cfg, **({"compile": False} if "compile" in model_cfg else {}))
     else:
         raise CheckpointError(
             f"{path} holds network weights only and no checkpoint beside it records the model: "
