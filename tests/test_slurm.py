@@ -128,17 +128,20 @@ def test_a_job_requeued_mid_run_resumes_to_the_uninterrupted_result(slurm_cluste
 def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_finishes(slurm_cluster, tmp_path):
     # a 1-minute limit, signalled 55 s before it (slurmctld looks every 30 s: the signal comes
     # 5 to 35 s into the job, which trains for ~40 s): submitit catches the signal, requeues
-    # the job, and the requeued run resumes from its last.ckpt until it is done
+    # the job, and the requeued run resumes from its last.ckpt until it is done. How many
+    # windows that takes depends on the machine's load (a signal that comes while torch is
+    # still importing leaves a window with no progress), so the test allows many requeues:
+    # what it checks is that each one resumes, not how many there were.
     sweep = tmp_path / "sweep"
     proc = start_sweep(
         [*LONG, "trainer.max_epochs=900", "hydra.launcher.timeout_min=1"]
-        + ["hydra.launcher.signal_delay_s=55"],
+        + ["hydra.launcher.signal_delay_s=55", "hydra.launcher.max_num_timeout=30"],
         sweep,
     )
     while not (sweep / "0" / "checkpoints" / "last.ckpt").exists() and proc.poll() is None:
         time.sleep(0.2)
     job_id = the_job_id(slurm_cluster)
-    _, err = finish(proc, timeout=400)
+    _, err = finish(proc, timeout=900)
 
     assert int(slurm_cluster.job(job_id)["Restarts"]) >= 1
     metrics = read_metrics(sweep / "0")
