@@ -82,8 +82,9 @@ def _objective_direction(optimized_metric, objective) -> str:
     return "minimize" if mode == "min" else "maximize"
 
 
-def _device_count(devices) -> int | None:
-    """trainer.devices as a number of devices: None for ``auto``/-1 (not known before the job)."""
+def device_count(devices) -> int | None:
+    """trainer.devices as a number of devices: None for ``auto``/-1 (not known before the job).
+    The one reading of trainer.devices as a count (the SLURM request, the launcher checks)."""
     if isinstance(devices, (list, tuple, ListConfig)):
         return len(devices)
     if str(devices).lstrip("-").isdigit() and int(devices) > 0:
@@ -104,7 +105,7 @@ def _slurm_gpus(accelerator, devices) -> int | None:
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator not in ("gpu", "cuda"):
         return None
-    count = _device_count(devices)
+    count = device_count(devices)
     if count is None:
         raise ConfigError(
             "trainer.devices",
@@ -120,7 +121,7 @@ def _slurm_tasks(gpus, devices) -> int:
     process of a CPU DDP trainer (trainer=ddp_cpu: 2); Lightning maps SLURM's tasks to ranks."""
     if gpus:
         return int(gpus)
-    return _device_count(devices) or 1
+    return device_count(devices) or 1
 
 
 def register_resolvers() -> None:

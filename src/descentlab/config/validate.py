@@ -10,6 +10,7 @@ import os
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from descentlab.config import device_count
 from descentlab.config.extras import check_loggers
 from descentlab.errors import ConfigError, ParameterError
 from descentlab.rules import POSITIVE_INT, TABLES, is_integer, is_number
@@ -219,9 +220,9 @@ def check_launcher(launcher: DictConfig, trainer: DictConfig) -> None:
 
 
 def _several_processes(trainer: DictConfig) -> bool:
-    devices = trainer.get("devices", 1)
-    count = len(devices) if isinstance(devices, (list, tuple, ListConfig)) else devices
-    return (is_integer(count) and count > 1) or (
+    """More than one training process, as far as the config says before the job starts."""
+    count = device_count(trainer.get("devices", 1))
+    return (count is not None and count > 1) or (
         is_integer(trainer.get("num_nodes")) and trainer.num_nodes > 1
     )
 
