@@ -170,3 +170,33 @@ def test_ddp_under_srun_leaves_one_run_dir(slurm_cluster, tmp_path):
     # two processes, one per SLURM task: rank 1 logs to its own file and writes nothing else
     assert sorted(p.name for p in run_dir.glob("*.log")) == ["train.log", "train_rank1.log"]
     assert "Starting with 2 processes" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_ends_the_sweep_in_one_line_and_the_same_command_finishes_it(
+    slurm_cluster, tmp_path
+):
+    # found by using it: with accounting off (this cluster, and many small ones) submitit
+    # cannot learn that a job was cancelled, and the sweep waited for ever without a word
+    sweep = tmp_path / "sweep"
+    args = [*LONG, "trainer.max_epochs=300"]
+    proc = start_sweep(args, sweep)
+    wait_for_checkpoint(sweep / "0" / "checkpoints" / "last.ckpt", min_step=1, proc=proc)
+    slurm_cluster.run("scancel", the_job_id(slurm_cluster))
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the sweep still waits two minutes after its job was cancelled")
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("descentlab: error: ") and "ended CANCELLED without a result" in line
+    assert "run the same command again to finish the sweep" in line, line
+    assert read_metrics(sweep / "0")["status"] == "interrupted"
+
+    _, err = finish(start_sweep(args, sweep))
+    assert "1 of 1 jobs completed (1 resumed)" in err
+    metrics = read_metrics(sweep / "0")
+    assert metrics["status"] == "completed" and metrics["epochs"] == 300
+    epochs = trained_epochs(sweep / "0")
+    assert epochs == sorted(set(epochs)) and epochs[0] == 0 and epochs[-1] == 299
