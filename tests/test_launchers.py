@@ -188,3 +188,72 @@ def test_launcher_options_a_plugin_would_take_with_a_traceback_are_one_line(
     )
     assert words in one_error_line(proc)
     assert not any(tmp_path.glob("*/metrics.json"))  # refused before any job ran
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_a_killed_joblib_sweep_leaves_no_worker_training_and_its_jobs_resumable(tmp_path):
+    # found by using it: after kill -9 of the sweep, joblib's workers trained on for minutes,
+    # holding their run dirs, so running the same command again found them in use
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers.cli import ROOT
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,torch_adam"]
+    args += [*QUICK, "callbacks.early_stopping=null", "trainer.max_epochs=2000"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+        (sweep / job / "checkpoints" / "last.ckpt").exists() for job in "01"
+    ):
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert workers, "no worker process"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.5)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "joblib workers still running a minute after the sweep was killed"
+    for job in "01":  # each stopped as a SIGTERM stops a run: resumable, and says so
+        metrics = read_metrics(sweep / job)
+        assert metrics["status"] == "interrupted", metrics
+        assert "stopped by SIGTERM" in metrics["reason"], metrics["reason"]
+        assert (sweep / job / "checkpoints" / "last.ckpt").exists()

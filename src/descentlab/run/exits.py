@@ -28,6 +28,7 @@ from descentlab.errors import (
     one_line,
     user_error,
 )
+from descentlab.run.runtime import SWEEP_GONE
 
 
 def in_multirun() -> bool:
@@ -73,6 +74,9 @@ def run_task(
     except RunInterrupted as stop:
         if job.is_rank_zero():  # once, not once per rank
             print(f"descentlab: {stop}", file=sys.stderr)
+        if SWEEP_GONE.is_set():  # a joblib worker whose sweep was killed: nobody to return to
+            sys.stderr.flush()
+            os._exit(stop.exit_code)
         sys.exit(stop.exit_code)
     except Exception as err:
         shown = user_error(err)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 from omegaconf import DictConfig
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 log = logging.getLogger(__name__)
+# set in a joblib worker whose sweep process died: the job stops, then the worker exits
+SWEEP_GONE = threading.Event()
 
 
 def configure_torch(cfg: DictConfig) -> None:
@@ -25,6 +29,32 @@ def configure_torch(cfg: DictConfig) -> None:
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     skip_nvml_probe_without_cuda()
+    if "JoblibLauncher" in str((launcher_config() or {}).get("_target_", "")):
+        stop_when_the_sweep_dies()
+
+
+def stop_when_the_sweep_dies(every_s: float = 1.0) -> None:
+    """In a worker of ``hydra/launcher=joblib``: when the sweep's process dies (kill -9, a
+    lost terminal), send this job SIGTERM, which stops it resumably at the next step
+    boundary (``last.ckpt``, ``status: interrupted``).
+
+    joblib's workers outlive a killed parent: the job would train on for nobody, holding its
+    run dir, so that running the sweep's command again finds the dir in use. The parent is
+    gone when this process is re-parented (``os.getppid()`` changes); the job, once stopped,
+    ends the worker (:data:`SWEEP_GONE`, read by ``exits.run_task``).
+    """
+    import signal
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        log.warning("the sweep's process %d is gone: stopping this job", parent)
+        SWEEP_GONE.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="descentlab-sweep-watch").start()
 
 
 def launcher_config() -> DictConfig | None:
