@@ -204,6 +204,18 @@ def test_a_cli_study_runs_its_trials_and_the_same_command_continues_it(tmp_path)
     assert jobs == ["0", "1", "2", "3", "4"]
     assert all((sweep / job / "metrics.json").read_bytes() == b for job, b in before.items())
     assert OmegaConf.load(sweep / RESULTS).trials.total == 5
+    # found by a hostile pass: the seeded sampler started its sequence again, so the
+    # continuation trained the first trials' points a second time
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == len(points), points
+    # another problem into the same study would be ranked with it (a 2-class run came first)
+    other = [*SWEEP, "hydra.sweeper.n_trials=1", "data.classes=[0,1]", f"hydra.sweep.dir={sweep}"]
+    line = one_error_line(run_cli(other, check=False))
+    assert "already holds a multirun of another command" in line, line
+    assert (
+        len(optuna.load_study(study_name="train", storage=f"sqlite:///{sweep}/optuna.db").trials)
+        == 5
+    )
 
 
 def test_a_bad_search_space_value_is_one_line(tmp_path):

@@ -345,6 +345,14 @@ def test_runs_of_two_datasets_are_refused_naming_both(tmp_path):
     )
     with pytest.raises(ReportError, match="different data.*path=x.npz.*path=y.npz"):
         make_report([tmp_path / "files"])
+    # found by a hostile pass: digits with data.classes=[0,1] ranked first among 10-class runs
+    fake_runs(
+        tmp_path / "classes",
+        {"a": CLASSIFIED, "b": CLASSIFIED},
+        {"a": data(digits), "b": data(digits) + "  classes: [0, 1]\n"},
+    )
+    with pytest.raises(ReportError, match=r"different data.*classes=\[0, 1\]"):
+        make_report([tmp_path / "classes"])
     # one dataset; a run without a config (from before it was kept) is not checked
     fake_runs(
         tmp_path / "same",

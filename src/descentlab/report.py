@@ -9,7 +9,7 @@ it was asked to do) and ``.hydra/config.yaml`` (its data). Runs are labelled by 
 overrides that differ between them.
 
 The runs must be comparable: one task (classification, regression, binary), one dataset
-(``data._target_`` and ``data.path``/``data.root``; runs without ``.hydra/config.yaml``
+(``data._target_``, ``data.path``/``data.root`` and ``data.classes``; runs without ``.hydra/config.yaml``
 are not checked), the same ``train/``, ``val/``, ``test/`` metrics (``train/penalty``, which
 a regularizer adds, may differ); otherwise one line says which runs differ. They are ranked by
 ``--metric``, by default the runs' own objective (``val/acc`` for classification and
@@ -125,11 +125,13 @@ class Run:
 
     @property
     def dataset(self) -> str | None:
-        """``data._target_`` and ``data.path``/``data.root`` of its config; None without one."""
+        """``data._target_``, ``data.path``/``data.root`` and ``data.classes`` of its config
+        (what makes two test splits different data); None without one."""
         data = self.config.get("data")
         if not isinstance(data, dict) or not data.get("_target_"):
             return None
-        where = [f"{key}={data[key]}" for key in ("path", "root") if data.get(key) is not None]
+        keys = ("path", "root", "classes")
+        where = [f"{key}={data[key]}" for key in keys if data.get(key) is not None]
         return " ".join([str(data["_target_"]), *where])
 
 

@@ -125,11 +125,11 @@ class RunDirGuard(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         # an Optuna study continues in its own sweep dir: its new jobs get new job numbers
         holds = run_dir.holds_a_sweep
-        if continues_study(config.hydra.sweeper, sweep_dir):
+        same = same_command(sweep_dir, config.hydra.overrides.task)
+        if continues_study(config.hydra.sweeper, sweep_dir) and same:
+            # (another command would add its trials, of another problem, to the study)
             holds = lambda path: False  # noqa: E731
-        elif run_dir.holds_a_sweep(sweep_dir) and same_command(
-            sweep_dir, config.hydra.overrides.task
-        ):
+        elif run_dir.holds_a_sweep(sweep_dir) and same:
             # the same command again finishes its sweep: each job skips, resumes or runs
             # (descentlab.run.sweep_jobs)
             holds = lambda path: False  # noqa: E731

@@ -19,6 +19,8 @@ TARGET = "hydra_plugins.descentlab_optuna.sweeper.OptunaSweeper"
 @dataclass
 class OptunaSweeperConf:
     _target_: str = TARGET
+    # the sampler is built by the sweeper (a continued study seeds it past its trials)
+    _recursive_: bool = False
     # any Optuna sampler; TPE seeded with the run's seed makes a sweep repeatable
     sampler: Any = field(
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": "${seed}"}

@@ -89,6 +89,19 @@ class OptunaSweeper(Sweeper):
         if self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "an integer >= 1")
 
+    def _sampler(self, trials_before: int) -> Any:
+        """The configured sampler. A seeded sampler restarts its random sequence in every
+        process, so a continued study (``trials_before`` > 0) seeds it with ``seed +
+        trials_before``: new points, and still the same ones for the same history."""
+        from hydra.utils import instantiate
+
+        if not isinstance(self.sampler, (dict, DictConfig)):
+            return self.sampler  # an instance, from Python
+        cfg = OmegaConf.to_container(OmegaConf.create(self.sampler), resolve=True)
+        if trials_before and cfg.get("seed") is not None:
+            cfg["seed"] = int(cfg["seed"]) + trials_before
+        return instantiate(cfg)
+
     def _open_study(self) -> Any:
         import optuna
 
@@ -98,10 +111,13 @@ class OptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.study_name,
             storage=self.storage,
-            sampler=self.sampler,
+            sampler=self._sampler(0),
             direction=self.direction,
             load_if_exists=True,
         )
+        trials_before = len(study.get_trials(deepcopy=False))
+        if trials_before:
+            study.sampler = self._sampler(trials_before)
         if study.direction.name.lower() != self.direction:
             raise ConfigError(
                 "hydra.sweeper.direction",
