@@ -173,6 +173,11 @@ def test_joblib_runs_jobs_in_worker_processes_with_the_cores_shared(tmp_path):
             ["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
             "hydra.launcher.n_jobs=0 is invalid",
         ),
+        # found by a hostile pass: 999 workers took minutes to start, then the sweep hung
+        (
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=999"],
+            "(this machine's cores)",
+        ),
         # Lightning would start rank 1 by running a loky worker's command line
         (["hydra/launcher=joblib", "trainer=ddp_cpu"], "a launcher whose jobs are train.py"),
         # SLURM takes --time=0 as no limit at all

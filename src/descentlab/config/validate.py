@@ -198,11 +198,15 @@ def check_launcher(launcher: DictConfig, trainer: DictConfig) -> None:
     target = str(launcher.get("_target_", ""))
     if "JoblibLauncher" in target:
         n_jobs = launcher.get("n_jobs")
-        if not (is_integer(n_jobs) and (n_jobs > 0 or n_jobs == -1)):
+        cores = os.cpu_count() or 1
+        # joblib starts n_jobs workers whatever the sweep's size: 999 took minutes to start
+        # and the sweep never exited; more jobs than cores only wait for one another
+        if not (is_integer(n_jobs) and (0 < n_jobs <= cores or n_jobs == -1)):
             raise ConfigError(
                 "hydra.launcher.n_jobs",
                 n_jobs,
-                "a positive number of jobs at once, or -1 (one per core)",
+                f"a number of jobs at once from 1 to {cores} (this machine's cores), or -1 "
+                "(one per core)",
             )
         if _several_processes(trainer):
             # Lightning starts ranks 1.. by running this process's command line again: a joblib
