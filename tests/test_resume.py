@@ -143,7 +143,7 @@ def test_ckpt_path_last_looks_only_in_this_run_dir(short_run):
 @pytest.mark.parametrize(
     "override,words",
     [
-        ("optimizer.lr=0.5", ["optimizer.lr: 0.001 -> 0.5", "new run"]),
+        ("optimizer.lr=0.5", ["optimizer.lr: 0.001 -> 0.5", "drop these overrides", "new run"]),
         ("optimizer=sgd", ["optimizer._target_"]),
         ("init=xavier_normal", ["init.name: 'default' -> 'xavier_normal'"]),
         ("model.net.hidden_dims=[32]", ["model.net.hidden_dims"]),
@@ -170,6 +170,16 @@ def test_resume_refuses_what_it_would_silently_ignore(short_run, override, words
     assert (
         override not in (first / ".hydra" / "overrides.yaml").read_text()
     )  # refused before Hydra wrote
+
+
+def test_a_resume_without_the_runs_own_overrides_names_them(tmp_path):
+    # found by a hostile pass: "drop these overrides" to a user who had given none; what was
+    # missing was the run's own optimizer=sgd
+    run = [*QUICK, f"hydra.run.dir={tmp_path}"]
+    run_cli([*run, "optimizer=sgd", "trainer.max_epochs=1"])
+    error = one_error_line(run_cli([*run, "trainer.max_epochs=2", "ckpt_path=last"], check=False))
+    assert "the run was made with optimizer=sgd: give that again" in error, error
+    assert "drop these overrides" not in error
 
 
 def test_a_checkpoint_of_another_shape_is_one_line(short_run, tmp_path):

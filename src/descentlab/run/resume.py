@@ -151,6 +151,36 @@ def added_at_default(key: str, config: dict[str, Any]) -> bool:
     return False
 
 
+# overrides a resume may change: they are not the checkpoint's config
+RESUME_KEYS = ("ckpt_path", "trainer.max_epochs", "hydra.run.dir")
+
+
+def what_to_give(path: str, cfg: DictConfig) -> str:
+    """The advice of a refused resume: the run's own overrides that this command lacks (read
+    from the run's ``.hydra/overrides.yaml``), else "drop these overrides". A user who
+    resumes without the run's ``optimizer=sgd`` has no override to drop."""
+    current = OmegaConf.select(cfg, "hydra.overrides.task")
+    if current is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        current = HydraConfig.get().overrides.task if HydraConfig.initialized() else None
+    recorded_file = Path(path).parent.parent / ".hydra" / "overrides.yaml"
+    try:
+        recorded = OmegaConf.load(recorded_file) if current is not None else None
+    except (OSError, ValueError):
+        recorded = None
+    if recorded is not None and OmegaConf.is_list(recorded):
+        given = {str(o) for o in current}
+        missing = [
+            str(o)
+            for o in recorded
+            if str(o) not in given and str(o).lstrip("+~").split("=", 1)[0] not in RESUME_KEYS
+        ]
+        if missing:
+            return f"the run was made with {' '.join(missing)}: give that again"
+    return "drop these overrides"
+
+
 def precheck(path: str, cfg: DictConfig) -> dict:
     """The checks that need only the file and the config (run before Hydra writes anything)."""
     checkpoint = load_checkpoint(path)
@@ -191,8 +221,8 @@ def precheck(path: str, cfg: DictConfig) -> dict:
             more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
             raise CheckpointError(
                 f"cannot resume {path} with a different config ({shown}{more}): a resume keeps the "
-                f"checkpoint's model, data, optimizer, init and seed; drop these overrides, or start "
-                f"a new run (another hydra.run.dir) to change them"
+                f"checkpoint's model, data, optimizer, init and seed; {what_to_give(path, cfg)}, "
+                f"or start a new run (another hydra.run.dir) to change them"
             )
     done = epochs_done(checkpoint)
     max_epochs = cfg.trainer.get("max_epochs")
