@@ -118,6 +118,26 @@ def test_regression_values_of_an_array_file_equal_api_predict(tmp_path):
     assert [r["id"] for r in records] == [str(i) for i in range(13)]
     expected = api.predict(api.load(tmp_path / "run"), x)
     assert torch.allclose(torch.tensor([r["value"] for r in records]).float(), expected, atol=1e-6)
+    # found by a hostile pass: no input read the default data (digits) and was refused for
+    # its shape; it is the training run's test split, as the same data named outright gives
+    predict([f"ckpt_path={tmp_path / 'run'}"], tmp_path, "split")
+    data = ["task=regression", "data=teacher", "data.samples=200"]
+    predict([f"ckpt_path={tmp_path / 'run'}", *data], tmp_path, "named")
+    split = (tmp_path / "split" / "predictions.csv").read_text()
+    assert split == (tmp_path / "named" / "predictions.csv").read_text()
+    assert 0 < len(split.splitlines()) - 1 < 200
+    # rows of NaN get a one-line refusal, not a class or a value each
+    x[3, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x)
+    proc = predict(
+        [f"ckpt_path={tmp_path / 'run'}", f"input={tmp_path / 'nan.npz'}"],
+        tmp_path,
+        "nan",
+        check=False,
+    )
+    assert "1 of 13 rows of x hold NaN or infinite values (the first: row 3)" in one_error_line(
+        proc
+    )
 
 
 def test_the_test_split_by_default_with_digit_names(tmp_path):

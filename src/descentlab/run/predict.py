@@ -7,7 +7,8 @@ the inputs from ``input``:
   it, preprocessed as the model's training images were at evaluation (resize, centre crop,
   normalization, from the training run's recorded data config);
 - a ``.npz``/``.pt`` file with an array ``x`` (N, ...) (``y`` is not needed);
-- nothing (``input=null``): the test split of the configured data.
+- nothing (``input=null``): the test split of the training run's data (as its checkpoint
+  records it), or of the data this command configures (``data=...``).
 
 Its ``metrics.json`` names the predictions file, the rows, and ``run_card``, the ``run.json``
 of the run that trained the model. It writes ``predictions.csv`` (or ``.jsonl``:
@@ -50,6 +51,21 @@ def recorded(source: str) -> tuple[dict | None, list[str] | None]:
     except Exception:  # noqa: BLE001 - a model.pt alone: the command's config describes it
         return None, None
     return (checkpoint.get(CONFIG_KEY) or {}).get("data"), checkpoint.get(CLASS_NAMES_KEY)
+
+
+def test_split_data(cfg: DictConfig, data_config: dict | None):
+    """The data whose test split ``input=null`` predicts: the training run's, as recorded in
+    its checkpoint, unless this command configures data itself (``data=...``, ``data.*=``).
+    The command's defaults (digits) would not be the data the model was trained on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    names_data = any(
+        str(o).lstrip("+~").split("=", 1)[0].split(".")[0] == "data" for o in overrides
+    )
+    if data_config and not names_data:
+        return OmegaConf.create(data_config)
+    return cfg.data
 
 
 def image_inputs(folder: Path, data_config: dict | None, on_bad_image: str = "error"):
@@ -127,7 +143,15 @@ def array_inputs(path: Path):
         raise DataError(
             f"input={path}: x must be real numbers (N, ...), got {x.dtype} {tuple(x.shape)}"
         )
-    return [str(i) for i in range(len(x))], x.float()
+    x = x.float()
+    finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+    if not finite.all():  # a model gives NaN for them: a row of NaN with some class is no answer
+        first = int((~finite).nonzero()[0])
+        raise DataError(
+            f"input={path}: {int((~finite).sum())} of {len(x)} rows of x hold NaN or infinite "
+            f"values (the first: row {first}): nothing can be predicted for them"
+        )
+    return [str(i) for i in range(len(x))], x
 
 
 def check_shape(module, sample_shape: tuple[int, ...], where: str) -> None:
@@ -299,7 +323,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     given = cfg.get("input")
     if given is None:
         with building("data"):
-            datamodule = instantiate(cfg.data)
+            datamodule = instantiate(test_split_data(cfg, data_config))
         datamodule.setup("test")
         if not hasattr(datamodule, "splits"):
             raise ConfigError(
