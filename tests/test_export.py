@@ -10,6 +10,8 @@ process within the tolerance the export states. Plus the one-line refusals.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -251,3 +253,22 @@ def test_onnx_without_its_extra_names_the_extra(runs):
     proc = run_cli([str(runs["mlp"]), "--format", "onnx"], python_code=code, check=False)
     line = one_error_line(proc)
     assert "onnxruntime" in line and "pip install 'descentlab[export]'" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a read-only file system (needs root)")
+def test_a_run_on_a_read_only_file_system_is_one_line_saying_so(runs, tmp_path):
+    # found by a hostile pass: "cannot write --out ...: permission denied" with no --out given
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        shutil.copytree(runs["mlp"], mount / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        proc = run_cli(
+            [str(mount / "run"), "--format", "onnx"], module="descentlab.export", check=False
+        )
+        line = one_error_line(proc)
+        assert f"cannot write {mount / 'run' / 'model.onnx'}: a read-only file system" in line, line
+        assert "--out" not in line
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

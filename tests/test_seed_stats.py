@@ -281,6 +281,10 @@ def test_the_cli_refuses_a_bad_key_in_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("descentlab.report: error: --group-by nope")
     assert not (tmp_path / "report").exists()
+    # found by a hostile pass: an empty --group-by was no grouping at all, without a word
+    proc = run_cli([str(tmp_path), "--group-by", ""], module="descentlab.report", check=False)
+    assert proc.returncode == 2 and "needs at least one key" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "report").exists()
 
 
 def test_the_group_figure_draws_a_mean_and_a_band_per_group(tmp_path):

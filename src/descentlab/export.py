@@ -149,7 +149,10 @@ def check_out(out: Path) -> None:
         what = "is not a directory" if parent.exists() else "does not exist"
         raise ExportError(f"cannot write --out {out}: its folder {parent} {what}")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ExportError(f"cannot write --out {out}: permission denied")
+        # os.access says no on a read-only mount as well as for permissions: say which
+        read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+        why = "a read-only file system" if read_only else "permission denied"
+        raise ExportError(f"cannot write {out}: {why}")
 
 
 def require_onnx() -> None:

@@ -682,9 +682,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="lower (min) or higher (max) is better (default: the objective's, or the metric's)",
     )
+
+    def group_keys(text: str) -> list[str]:
+        keys = list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+        if not keys:  # --group-by '' was silently no grouping
+            raise argparse.ArgumentTypeError("needs at least one key, e.g. --group-by optimizer")
+        return keys
+
     parser.add_argument(
         "--group-by",
-        type=lambda keys: list(dict.fromkeys(k.strip() for k in keys.split(",") if k.strip())),
+        type=group_keys,
         default=None,
         metavar="KEY[,KEY]",
         help="group runs that differ only in seed by these keys (optimizer, data.train_fraction) "
