@@ -218,6 +218,17 @@ def test_a_cli_study_runs_its_trials_and_the_same_command_continues_it(tmp_path)
     )
 
 
+@pytest.mark.parametrize("n_trials", ["0", "-1"])
+def test_a_bad_trial_count_is_one_line_and_leaves_no_sweep_dir(tmp_path, n_trials):
+    # found by a hostile pass: 0 trials "finished" with exit 0; -1 left the dir with a lock
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        [*SWEEP, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep}"], check=False
+    )
+    assert f"hydra.sweeper.n_trials={n_trials} is invalid" in one_error_line(proc)
+    assert not sweep.exists()
+
+
 def test_a_bad_search_space_value_is_one_line(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli([*SWEEP, "optimizer.lr=interval(1,)", f"hydra.sweep.dir={sweep}"], check=False)

@@ -223,6 +223,17 @@ def check_launcher(launcher: DictConfig, trainer: DictConfig) -> None:
             raise ConfigError("hydra.launcher.timeout_min", timeout, "a positive number of minutes")
 
 
+def check_sweeper(sweeper: DictConfig) -> None:
+    """``hydra/sweeper=optuna``'s counts, checked before the sweep dir is claimed (the sweeper
+    checks them again for Python callers, but by then the dir holds a lock)."""
+    if "descentlab_optuna" not in str(sweeper.get("_target_", "")):
+        return
+    for key, what in (("n_trials", "trials to run (at least 1)"), ("n_jobs", "trials at once")):
+        value = sweeper.get(key)
+        if not POSITIVE_INT.ok(value):
+            raise ConfigError(f"hydra.sweeper.{key}", value, f"a positive number of {what}")
+
+
 def _several_processes(trainer: DictConfig) -> bool:
     """More than one training process, as far as the config says before the job starts."""
     count = device_count(trainer.get("devices", 1))

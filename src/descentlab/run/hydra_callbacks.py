@@ -112,11 +112,12 @@ class RunDirGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from descentlab.config.extras import require_extra
-        from descentlab.config.validate import check_launcher
+        from descentlab.config.validate import check_launcher, check_sweeper
 
         try:  # Hydra builds the launcher after this callback: refuse a missing one here
             require_extra("hydra/launcher", str(config.hydra.launcher.get("_target_", "")))
             check_launcher(config.hydra.launcher, config.trainer)
+            check_sweeper(config.hydra.sweeper)
         except DescentlabError as err:
             _fail(err)
         from descentlab.run.sweep_jobs import same_command
@@ -142,8 +143,9 @@ class RunDirGuard(Callback):
             sweep_dir,
             holds,
             "sweep dir {path} already holds a multirun of another command: its jobs would be "
-            "overwritten; choose another hydra.sweep.dir (the same command again finishes "
-            "that sweep)",
+            "overwritten; choose another hydra.sweep.dir (the same command again, its "
+            "overrides and values in the same order, finishes that sweep: the order numbers "
+            "its jobs)",
             cleanup=False,
         )
 

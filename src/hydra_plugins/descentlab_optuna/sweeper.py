@@ -84,8 +84,8 @@ class OptunaSweeper(Sweeper):
     def _check_options(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ConfigError("hydra.sweeper.direction", self.direction, "minimize or maximize")
-        if self.n_trials < 0:
-            raise ConfigError("hydra.sweeper.n_trials", self.n_trials, "an integer >= 0")
+        if self.n_trials < 1:
+            raise ConfigError("hydra.sweeper.n_trials", self.n_trials, "an integer >= 1")
         if self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "an integer >= 1")
 
