@@ -158,6 +158,32 @@ def test_failed_jobs_are_told_fail_and_a_rerun_continues_after_every_job(tmp_pat
     assert OmegaConf.load(tmp_path / RESULTS).best_value == 0.8
 
 
+class StoppedLauncher(FakeLauncher):
+    """Job 0 finishes and records its metrics; then the sweep is stopped (SIGTERM: exit 143)."""
+
+    def launch(self, batch, initial_job_idx):
+        self.starts.append(initial_job_idx)
+        done = self.sweep_dir / str(initial_job_idx)
+        done.mkdir(parents=True)
+        (done / "metrics.json").write_text('{"status": "completed", "val/acc": 0.9}')
+        raise SystemExit(143)
+
+
+def test_a_stop_keeps_the_value_of_a_job_that_had_finished(tmp_path):
+    # found by a hostile pass: a SIGTERM that came as a trial's job ended ("the run finished
+    # (completed)") left that trial FAIL, and the re-run trained the same point again
+    sweeper = make_sweeper(tmp_path, [], n_trials=2)
+    sweeper.launcher = StoppedLauncher([])
+    sweeper.launcher.sweep_dir = tmp_path
+    with pytest.raises(SystemExit):
+        sweeper.sweep([])
+    trials = optuna.load_study(study_name="train", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert [(t.state, t.value) for t in trials] == [
+        (TrialState.COMPLETE, 0.9),
+        (TrialState.FAIL, None),
+    ]
+
+
 def test_the_guard_lets_only_an_optuna_study_continue_in_its_own_sweep_dir(tmp_path):
     db = tmp_path / "sweep" / "optuna.db"
     optuna_sweeper = {"_target_": TARGET, "storage": f"sqlite:///{db}"}

@@ -161,8 +161,14 @@ class OptunaSweeper(Sweeper):
                 self.validate_batch_is_legal(batch)  # a bad key fails here, not in every job
                 done = self.launcher.launch(batch, initial_job_idx=job)
             except BaseException:
-                for trial in trials:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                # a stop (SIGTERM, Ctrl-C) ends the sweep; a job that finished before it
+                # keeps its value (it came as that job ended: the job is done, not failed)
+                for number, trial in enumerate(trials, start=job):
+                    value = self._recorded_value(self.sweep_dir / str(number))
+                    if value is None:
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    else:
+                        study.tell(trial, value)
                 raise
             for trial, job_return in zip(trials, done, strict=True):
                 value = trial_value(job_return)
@@ -175,6 +181,21 @@ class OptunaSweeper(Sweeper):
             left -= len(trials)
         self._report(study, len(returns))
         return returns
+
+    def _recorded_value(self, job_dir: Path) -> float | None:
+        """The objective a finished job recorded in its ``metrics.json``; None otherwise."""
+        import json
+
+        from descentlab.run import FINISHED
+
+        try:
+            metrics = json.loads((job_dir / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+        value = metrics.get(self._objective())
+        if metrics.get("status") not in FINISHED or not isinstance(value, (int, float)):
+            return None
+        return float(value) if math.isfinite(value) else None
 
     def _objective(self) -> str:
         cfg = self.config
