@@ -268,6 +268,17 @@ def test_a_multirun_into_a_used_sweep_dir_is_refused_unless_it_is_the_same_comma
     assert (tmp_path / "0" / "metrics.json").read_bytes() == before
 
 
+def test_a_requeued_job_that_had_finished_is_not_counted_as_skipped(tmp_path):
+    # found in CI: SLURM's time-limit signal came as a job finished; submitit requeued it, the
+    # requeued run found it done and the sweep summary said "(1 skipped)" for a job it ran
+    sweep = ["-m", *QUICK, "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"]
+    run_cli(sweep)
+    requeued = run_cli(sweep, env={"SLURM_RESTART_COUNT": "1"})
+    assert "sweep finished: 1 of 1 jobs completed;" in requeued.stderr, requeued.stderr[-1000:]
+    again = run_cli(sweep)  # the same command run again by the user: that job is skipped
+    assert "sweep finished: 1 of 1 jobs completed (1 skipped)" in again.stderr
+
+
 @pytest.mark.slow
 def test_a_killed_sweep_is_finished_by_running_its_command_again(tmp_path):
     """kill -9 of a multirun during its second job: the same command again skips the first

@@ -138,7 +138,12 @@ def continue_job(cfg) -> dict | None:
     if action in SAID:
         said = SAID[action].format(status=status, aside=aside)
         print(f"descentlab: job {job_dir.name} {said}", file=sys.stderr)
-    record(job_dir, {"skip": "skipped", "keep": "kept", "resume": "resumed"}.get(action, "ran"))
+    from descentlab.run.job import requeued
+
+    if not (action == "skip" and requeued()):
+        # a job SLURM requeued after it had finished (the time-limit signal came as it ended)
+        # was run by this sweep: its first action stands, the summary must not say "skipped"
+        record(job_dir, {"skip": "skipped", "keep": "kept", "resume": "resumed"}.get(action, "ran"))
     if action in ("skip", "keep"):
         return recorded_metrics(job_dir)
     if action == "resume":
