@@ -9,8 +9,8 @@ it was asked to do) and ``.hydra/config.yaml`` (its data). Runs are labelled by 
 overrides that differ between them.
 
 The runs must be comparable: one task (classification, regression, binary), one dataset
-(``data._target_``, ``data.path``/``data.root`` and ``data.classes``; runs without ``.hydra/config.yaml``
-are not checked), the same ``train/``, ``val/``, ``test/`` metrics (``train/penalty``, which
+(``data._target_``, ``data.path``/``data.root`` and ``data.classes``; runs without
+``.hydra/config.yaml`` are not checked), the same ``train/``, ``val/``, ``test/`` metrics (``train/penalty``, which
 a regularizer adds, may differ); otherwise one line says which runs differ. They are ranked by
 ``--metric``, by default the runs' own objective (``val/acc`` for classification and
 binary, ``val/loss`` for regression; ``val/acc`` for runs from before tasks), in the

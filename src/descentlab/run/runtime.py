@@ -13,6 +13,7 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 log = logging.getLogger(__name__)
 # set in a joblib worker whose sweep process died: the job stops, then the worker exits
 SWEEP_GONE = threading.Event()
+_watching = threading.Event()
 
 
 def configure_torch(cfg: DictConfig) -> None:
@@ -45,6 +46,9 @@ def stop_when_the_sweep_dies(every_s: float = 1.0) -> None:
     """
     import signal
 
+    if _watching.is_set():  # a worker runs job after job: one watcher for its lifetime
+        return
+    _watching.set()
     parent = os.getppid()
 
     def watch() -> None:
